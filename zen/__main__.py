@@ -1,0 +1,5 @@
+"""``python -m zen ...`` is the same as the ``zen`` console script."""
+
+from zen.cli import main
+
+raise SystemExit(main())
