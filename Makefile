@@ -1,0 +1,42 @@
+# Zen and the Art of Large-Model Architecture — common tasks.
+#   make book     install, then build the book into _build/html (warnings are errors)
+#   make serve    install, build, and serve the book at http://localhost:8000
+#   make test     install, then run every test: zen unit tests, lab gates, notebook freshness,
+#                 the book build, and nbval re-executing every notebook in book/ and labs/
+#   make execute  re-run notebooks top to bottom and write fresh outputs (NB=path to pick one)
+PYTHON ?= python3
+PORT ?= 8000
+NB ?= book labs
+PYTEST_WORKERS ?= auto
+
+.PHONY: install install-dev book serve test execute check doctor clean
+
+install:
+	$(PYTHON) -m pip install -r requirements.txt -e .
+
+install-dev:
+	$(PYTHON) -m pip install -r requirements-dev.txt -e .
+
+book: install
+	jupyter-book build . -W -n --keep-going --builder html
+
+serve: book
+	@echo "serving the book at http://localhost:$(PORT)/ (Ctrl-C to stop)"
+	$(PYTHON) -m http.server --directory _build/html $(PORT)
+
+test: install-dev
+	ZEN_SCALE=small TQDM_DISABLE=1 $(PYTHON) -m pytest -n $(PYTEST_WORKERS) --dist loadfile \
+		--nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
+		tests book labs
+
+execute:
+	$(PYTHON) -m zen execute $(NB)
+
+check:
+	$(PYTHON) -m zen check
+
+doctor:
+	$(PYTHON) -m zen doctor
+
+clean:
+	rm -rf _build .pytest_cache

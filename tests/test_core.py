@@ -1,0 +1,163 @@
+"""The zen core: device, seeding, the scale knob, offline data, the training loop, plots, doctor."""
+
+from __future__ import annotations
+
+import io
+import random
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import zen
+from zen import data, doctor, plot, train
+
+
+def test_get_device_default_and_override(monkeypatch):
+    monkeypatch.delenv("ZEN_DEVICE", raising=False)
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert zen.get_device().type == expected
+    monkeypatch.setenv("ZEN_DEVICE", "cpu")
+    assert zen.get_device() == torch.device("cpu")
+    assert zen.get_device("cpu") == torch.device("cpu")
+
+
+def test_get_device_rejects_bad_names(monkeypatch):
+    with pytest.raises(ValueError, match="device must be one of"):
+        zen.get_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="torch.cuda.is_available"):
+            zen.get_device("cuda")
+
+
+def test_seed_everything_reproduces_all_generators():
+    def draw():
+        return random.random(), np.random.rand(), torch.rand(1).item()
+
+    zen.seed_everything(123)
+    first = draw()
+    zen.seed_everything(123)
+    assert draw() == first
+    g = zen.seed_everything(5)
+    assert torch.equal(torch.rand(3, generator=g), torch.rand(3, generator=torch.Generator().manual_seed(5)))
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, "0", True])
+def test_seed_everything_rejects_bad_seed(bad):
+    with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+        zen.seed_everything(bad)
+
+
+def test_scale_knob(monkeypatch):
+    monkeypatch.delenv("ZEN_SCALE", raising=False)
+    assert zen.get_scale() == "small" and zen.by_scale(1, 2) == 1
+    monkeypatch.setenv("ZEN_SCALE", "LARGE")
+    assert zen.get_scale() == "large" and zen.by_scale(1, 2) == 2
+    monkeypatch.setenv("ZEN_SCALE", "huge")
+    with pytest.raises(ValueError, match="ZEN_SCALE must be one of"):
+        zen.get_scale()
+
+
+def test_load_digits_split_is_fixed_and_stratified():
+    d = data.load_digits()
+    assert d.train.x.shape == (1347, 64) and d.test.x.shape == (450, 64)
+    assert d.train.x.dtype == torch.float32 and d.train.y.dtype == torch.int64
+    assert 0.0 <= d.train.x.min() and d.train.x.max() <= 1.0
+    again = data.load_digits()
+    assert torch.equal(d.test.x, again.test.x)
+    counts = torch.bincount(d.test.y, minlength=10)
+    assert counts.min() >= 43 and counts.max() <= 47  # stratified: about 45 of each class
+    assert data.load_digits(flat=False).train.x.shape == (1347, 1, 8, 8)
+    with pytest.raises(ValueError, match="test_fraction"):
+        data.load_digits(test_fraction=1.5)
+
+
+def test_pydoc_corpus_is_offline_and_deterministic():
+    text = data.pydoc_corpus()
+    assert len(text) > 100_000 and "assert" in text
+    assert data.pydoc_corpus(max_chars=1000) == text[:1000]
+    with pytest.raises(ValueError, match="max_chars"):
+        data.pydoc_corpus(max_chars=0)
+
+
+def test_make_linear_regression_truth():
+    x, y = data.make_linear_regression(n=20_000, weights=(2.0, -1.0), bias=0.5, noise=0.1, seed=1)
+    assert x.shape == (20_000, 2) and y.shape == (20_000,)
+    residual = y - (x @ torch.tensor([2.0, -1.0]) + 0.5)
+    assert abs(residual.std().item() - 0.1) < 0.005
+    with pytest.raises(ValueError, match="weights"):
+        data.make_linear_regression(weights=())
+    with pytest.raises(ValueError, match="noise"):
+        data.make_linear_regression(noise=-1.0)
+
+
+def test_blobs_and_batches():
+    s = data.make_blobs_2d(n=100, centers=4)
+    assert s.x.shape == (100, 2) and set(s.y.tolist()) <= {0, 1, 2, 3}
+    sizes = [len(y) for _, y in data.batches(s, 32, shuffle=False)]
+    assert sizes == [32, 32, 32, 4]
+    with pytest.raises(ValueError, match="batch_size"):
+        next(data.batches(s, 0))
+
+
+def test_fit_learns_blobs_and_records_history(device):
+    zen.seed_everything(0)
+    blobs = data.make_blobs_2d(n=400, centers=3, spread=0.3)
+    model = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 3)).to(device)
+    history = train.fit(model, blobs, epochs=5, batch_size=32, eval_data=blobs, progress=False)
+    assert set(history.epochs) == {"train_loss", "train_acc", "test_loss", "test_acc"}
+    assert len(history.epochs["train_loss"]) == 5
+    assert history.epochs["train_loss"][-1] < history.epochs["train_loss"][0]
+    assert history.final("test_acc") > 0.95
+    with pytest.raises(KeyError, match="known"):
+        history.final("nope")
+    with pytest.raises(ValueError, match="epochs"):
+        train.fit(model, blobs, epochs=0)
+
+
+def test_fit_accepts_a_batch_function():
+    zen.seed_everything(0)
+    x = torch.randn(64, 3)
+    y = x @ torch.tensor([1.0, -2.0, 0.5])
+    model = nn.Linear(3, 1)
+    history = train.fit(
+        model, lambda: [(x, y.unsqueeze(1))], epochs=200, metric=None, progress=False,
+        loss_fn=nn.functional.mse_loss, optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+    )
+    assert history.final("train_loss") < 1e-4
+
+
+def test_plot_helpers_draw_labelled_figures():
+    h = train.History()
+    h.log(train_loss=1.0, test_acc=0.5)
+    h.log(train_loss=0.5, test_acc=0.8)
+    ax = plot.plot_history(h)
+    assert ax.get_xlabel() == "epoch" and len(ax.get_lines()) == 2
+    fig = plot.image_grid(torch.rand(10, 64), labels=list(range(10)), ncols=5, title="t")
+    assert len(fig.axes) == 10
+    with pytest.raises(ValueError, match="square"):
+        plot.image_grid(torch.rand(3, 10))
+    ax = plot.plot_losses({"a": [3, 2, 1]}, logy=True)
+    assert ax.get_yscale() == "log"
+
+
+def test_doctor_reports_ready_and_flags_missing(monkeypatch):
+    out = io.StringIO()
+    assert doctor.report(out) == 0
+    text = out.getvalue()
+    assert "torch" in text and "ZEN_SCALE" in text and "ready" in text
+    rows, problems = doctor.check_packages({"surely-not-a-package-zen": "1.0", "torch": "999.0"})
+    assert rows[0][1] == "missing" and len(problems) == 2
+    assert "too old" in problems[1]
+    monkeypatch.setattr(doctor, "REQUIRED", {"surely-not-a-package-zen": "1.0"})
+    out = io.StringIO()
+    assert doctor.report(out) == 1 and "NOT READY" in out.getvalue()
+
+
+def test_doctor_command_line():
+    result = subprocess.run([sys.executable, "-m", "zen", "doctor"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "required packages" in result.stdout

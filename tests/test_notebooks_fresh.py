@@ -1,0 +1,72 @@
+"""Committed notebooks carry the outputs of one fresh top-to-bottom run of their current code."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from zen.notebooks import code_hash, find_notebooks, freshness_problems
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = find_notebooks([ROOT / "book", ROOT / "labs"])
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_committed_outputs_are_fresh(path):
+    problems = freshness_problems(nbformat.read(path, as_version=4))
+    assert not problems, f"{path.relative_to(ROOT)}: " + "; ".join(problems)
+
+
+@pytest.fixture
+def fresh_notebook():
+    nb = nbformat.read(ROOT / "book" / "ch01_optimisation.ipynb", as_version=4)
+    assert not freshness_problems(nb)
+    return nb
+
+
+def test_an_edited_code_cell_is_caught(fresh_notebook):
+    nb = copy.deepcopy(fresh_notebook)
+    cell = next(c for c in nb.cells if c.cell_type == "code")
+    cell.source += "\nprint('an edit made after the outputs')"
+    problems = freshness_problems(nb)
+    assert any("code cells changed" in p for p in problems)
+
+
+def test_an_unexecuted_cell_is_caught(fresh_notebook):
+    nb = copy.deepcopy(fresh_notebook)
+    nb.cells.append(nbformat.v4.new_code_cell("1 + 1"))
+    nb.metadata["zen"]["code_hash"] = code_hash(nb)  # even with a matching hash
+    assert any("no execution count" in p for p in freshness_problems(nb))
+
+
+def test_out_of_order_execution_is_caught(fresh_notebook):
+    nb = copy.deepcopy(fresh_notebook)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    code[0].execution_count, code[1].execution_count = code[1].execution_count, code[0].execution_count
+    assert any("not 1.." in p for p in freshness_problems(nb))
+
+
+def test_missing_outputs_and_metadata_are_caught(fresh_notebook):
+    nb = copy.deepcopy(fresh_notebook)
+    for c in nb.cells:
+        if c.cell_type == "code":
+            c.outputs = []
+    del nb.metadata["zen"]
+    problems = freshness_problems(nb)
+    assert any("never run by `zen execute`" in p for p in problems)
+    assert any("no code cell has any output" in p for p in problems)
+
+
+def test_markdown_edits_do_not_invalidate_outputs(fresh_notebook):
+    nb = copy.deepcopy(fresh_notebook)
+    next(c for c in nb.cells if c.cell_type == "markdown").source += "\nA clarified sentence."
+    assert not freshness_problems(nb)
+
+
+def test_every_book_notebook_is_in_the_toc():
+    toc = (ROOT / "_toc.yml").read_text()
+    for path in find_notebooks([ROOT / "book"]):
+        assert f"book/{path.stem}" in toc, f"{path.name} is not listed in _toc.yml"
