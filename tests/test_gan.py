@@ -157,3 +157,30 @@ def test_bad_inputs_raise_clear_errors():
         train_gan(MLPGenerator(1, 2), MLPDiscriminator(1), torch.zeros(8, 1), steps=1)
     with pytest.raises(ValueError, match="positive integer"):
         MLPDiscriminator(0)
+
+
+def test_train_gan_options_pack_ema_sgd(device):
+    torch.manual_seed(0)
+    data = make_blobs_2d(256, centers=4, spread=0.05).x.to(device)
+    G, D = MLPGenerator(2, 2, hidden=16), MLPDiscriminator(2 * 4, hidden=16)  # D reads packs of 4
+    hist = train_gan(G, D, data, steps=10, pack=4, ema_decay=0.9, optimizer="sgd", lr=0.01, lr_d=0.02,
+                     snapshot_every=5, progress=False)
+    assert sorted(hist.ema_snapshots) == [0, 5, 10]
+    # the average lies between its start and the final weights: 0.9^10 of the start remains
+    assert not torch.equal(hist.ema_snapshots[10], hist.snapshots[10])
+    with pytest.raises(ValueError, match="multiple of pack"):
+        train_gan(G, D, data, steps=1, pack=4, batch_size=30)
+    with pytest.raises(ValueError, match="optimizer must be"):
+        train_gan(G, D, data, steps=1, pack=4, optimizer="rmsprop")
+    with pytest.raises(ValueError, match="ema_decay"):
+        train_gan(G, D, data, steps=1, pack=4, ema_decay=1.5)
+
+
+def test_ema_generator_is_the_running_average():
+    torch.manual_seed(0)
+    data = torch.randn(64, 1)
+    G, D = MLPGenerator(1, 1, hidden=4), MLPDiscriminator(1, hidden=4)
+    start = [p.detach().clone() for p in G.parameters()]
+    hist = train_gan(G, D, data, steps=1, ema_decay=0.75, progress=False)
+    for p0, p, pe in zip(start, G.parameters(), hist.ema_generator.parameters()):
+        assert torch.allclose(pe, 0.75 * p0 + 0.25 * p.detach())
