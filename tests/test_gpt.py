@@ -9,11 +9,12 @@ from zen.gpt import (
     GPT,
     GPTConfig,
     count_parameters,
-    evaluate_lm,
     flops_per_token,
     lm_loss,
+    lm_windows,
     random_windows,
 )
+from zen.train import evaluate_loss
 
 TINY = dict(vocab_size=61, block_size=24, n_layer=2, n_head=4, d_model=32)
 
@@ -145,8 +146,10 @@ def test_random_windows_and_evaluate():
     ids = torch.arange(100)
     x, y = random_windows(ids, 4, 8, generator=torch.Generator().manual_seed(0))
     assert x.shape == y.shape == (4, 8) and torch.equal(y, x + 1)
+    val = lm_windows(ids, 8)
+    assert val.x.shape == (12, 8) and torch.equal(val.y, val.x + 1) and len(lm_windows(ids, 8, max_windows=3)) == 3
     model = GPT(GPTConfig(**{**TINY, "vocab_size": 100}))
-    loss = evaluate_lm(model, ids, block_size=8)
+    loss = evaluate_loss(model, val, lm_loss)
     assert abs(loss - torch.log(torch.tensor(100.0)).item()) < 0.5  # untrained ≈ uniform
 
 
@@ -191,6 +194,8 @@ def test_rejects_bad_idx():
         model.generate(torch.zeros(1, 2, dtype=torch.long), 0)
     with pytest.raises(ValueError, match="need more than block_size"):
         random_windows(torch.arange(5), 2, 8)
+    with pytest.raises(ValueError, match="need at least block_size"):
+        lm_windows(torch.arange(5), 8)
 
 
 def test_fused_and_readable_attention_agree():

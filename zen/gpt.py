@@ -13,7 +13,8 @@ distribution over token ``t + 1`` given tokens ``0..t``.
 * The KV cache: :meth:`GPT.new_cache` gives one :class:`zen.attention.KVCache` per layer, which
   stores the keys and values of the tokens seen so far, so each new token costs one position
   of work instead of re-running the whole prefix.
-* :func:`lm_loss`, :func:`random_windows`, :func:`evaluate_lm` — training a causal LM.
+* :func:`lm_loss`, :func:`random_windows`, :func:`lm_windows` — training and evaluating a causal LM
+  (with :func:`zen.train.fit` and :func:`zen.train.evaluate_loss`).
 * :func:`count_parameters`, :func:`flops_per_token` — the accounting behind ``C ≈ 6 N D``.
 
 Loading the real GPT-2 (needs network, not run in CI)::
@@ -29,13 +30,15 @@ Loading the real GPT-2 (needs network, not run in CI)::
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from zen import validate
+from zen.counting import TransformerSize, param_count
+from zen.data import Split
 from zen.sampling import sample_next
 
 
@@ -87,6 +90,14 @@ class GPTConfig:
     def d_head(self) -> int:
         return self.d_model // self.n_head
 
+    def transformer_size(self) -> TransformerSize:
+        """The sizes in :mod:`zen.counting`'s terms (a decoder-only stack with a final LayerNorm)."""
+        return TransformerSize(
+            d_model=self.d_model, n_heads=self.n_head, d_ff=self.d_ff, n_layers=self.n_layer,
+            vocab=self.vocab_size, max_len=self.block_size, tie_output=self.tie_weights, bias=self.bias,
+            final_norm=True,
+        )  # fmt: skip
+
     @classmethod
     def from_hf(cls, hf_config) -> GPTConfig:
         """The zen config of a ``transformers.GPT2Config`` (checks the options zen supports)."""
@@ -119,32 +130,26 @@ class GPTConfig:
 
 # --------------------------------------------------------------------------- accounting
 def count_parameters(config: GPTConfig, include_position: bool = True) -> int:
-    """Number of parameters of ``GPT(config)``, from the sizes alone.
+    """Number of parameters of ``GPT(config)``, from the sizes alone (no model is built).
 
-    Per layer: two LayerNorms (``2·2d``), the QKV projection (``d·3d + 3d``), the attention
-    output (``d·d + d``), the feed-forward network (``d·f + f + f·d + d``). Plus token
-    (``V·d``) and position (``T·d``) embeddings, the final LayerNorm, and — unless tied — the
-    head (``d·V``). Biases drop out when ``config.bias`` is false.
+    Per layer: two LayerNorms, the query/key/value and output projections (``4·d²`` + biases)
+    and the feed-forward network (``2·d·d_ff`` + biases); plus the token (``V·d``) and position
+    (``T·d``) embeddings, the final LayerNorm and — unless tied — the head (``d·V``). The
+    arithmetic is :func:`zen.counting.param_count`'s (chapter 7).
     """
-    d, f, V, T, L = config.d_model, config.d_ff, config.vocab_size, config.block_size, config.n_layer
-    b = 1 if config.bias else 0
-    norm = d + b * d
-    per_layer = 2 * norm + (3 * d * d + b * 3 * d) + (d * d + b * d) + (d * f + b * f) + (f * d + b * d)
-    total = V * d + L * per_layer + norm + (0 if config.tie_weights else d * V)
-    if include_position:
-        total += T * d
-    return total
+    parts = param_count(config.transformer_size())
+    return parts["total"] - (0 if include_position else parts["positions"])
 
 
 def flops_per_token(config: GPTConfig, seq_len: int | None = None) -> int:
-    """Training FLOPs per token: ``6 N + 12 · L · H · Q · T`` {cite}`chowdhery2022palm`.
+    """Training FLOPs per token, ``6 N + 12 · L · H · Q · T`` {cite}`chowdhery2022palm`.
 
-    ``N`` counts the parameters that take part in matrix multiplications — all but the position
-    embeddings (the tied token embedding counts once, as the output head). Each such weight
-    costs 2 FLOPs per token forward (a multiply and an add) and 4 backward (gradients with
-    respect to inputs and to weights): ``6 N``. Attention adds ``QKᵀ`` and ``AV``: ``2·2·T·d``
-    forward per layer and token, times 3 for forward + backward, i.e. ``12·L·H·Q·T`` with
-    ``H·Q = d``. ``seq_len`` defaults to ``block_size``.
+    ``N`` counts every parameter except the position embeddings (the tied token embedding is
+    used once per token, as the output head). Each weight costs 2 FLOPs per token forward (a
+    multiply and an add) and 4 backward (gradients with respect to inputs and to weights):
+    ``6 N``. Attention adds ``QKᵀ`` and ``AV``: ``2·2·T·d`` FLOPs forward per layer and token
+    (``d = H·Q``: heads × head width), times 3 for forward + backward: ``12·L·H·Q·T``.
+    ``seq_len`` (``T``) defaults to ``block_size``. This is the count MFU is measured against.
     """
     T = config.block_size if seq_len is None else validate.positive_int(seq_len, "seq_len")
     n = count_parameters(config, include_position=False)
@@ -338,19 +343,19 @@ def random_windows(
     return windows[:, :-1], windows[:, 1:]
 
 
-@torch.no_grad()
-def evaluate_lm(model: GPT, ids: torch.Tensor, block_size: int | None = None, max_windows: int = 256) -> float:
-    """Mean next-token loss (nats) of ``model`` on consecutive, non-overlapping windows of ``ids``."""
+def lm_windows(ids: torch.Tensor, block_size: int, max_windows: int | None = None) -> Split:
+    """Consecutive, non-overlapping windows of a token stream as a :class:`zen.data.Split`.
+
+    ``x`` and ``y`` have shape ``(n_windows, block_size)`` and ``y`` is ``x`` shifted by one
+    token, so ``zen.train.evaluate_loss(model, split, lm_loss)`` is the validation loss.
+    """
     validate.ndim(ids, 1, "ids", "(n_tokens,)")
-    T = block_size or model.config.block_size
-    n = min((len(ids) - 1) // T, max_windows)
+    validate.positive_int(block_size, "block_size")
+    n = (len(ids) - 1) // block_size
+    if max_windows is not None:
+        n = min(n, validate.positive_int(max_windows, "max_windows"))
     if n < 1:
-        raise ValueError(f"ids has {len(ids)} tokens; need at least block_size + 1 = {T + 1}")
-    device = next(model.parameters()).device
-    x = ids[: n * T].view(n, T).to(device)  # (windows, T)
-    y = ids[1 : n * T + 1].view(n, T).to(device)
-    was_training = model.training
-    model.eval()
-    total = sum(lm_loss(model(xb), yb).item() * len(xb) for xb, yb in zip(x.split(64), y.split(64)))
-    model.train(was_training)
-    return total / n
+        raise ValueError(f"ids has {len(ids)} tokens; need at least block_size + 1 = {block_size + 1}")
+    x = ids[: n * block_size].view(n, block_size)  # (n_tokens,) -> (windows, block_size)
+    y = ids[1 : n * block_size + 1].view(n, block_size)
+    return Split(x, y)
