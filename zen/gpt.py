@@ -226,6 +226,8 @@ class GPT(nn.Module):
                 f"sequence length {past + idx.size(1)} (cache {past} + input {idx.size(1)}) exceeds "
                 f"block_size {self.config.block_size}"
             )
+        if torch.compiler.is_compiling():
+            return  # reading values back would break the compiled graph (and sync a GPU)
         lo, hi = int(idx.min()), int(idx.max())
         if lo < 0 or hi >= self.config.vocab_size:
             raise ValueError(f"token ids must be in [0, {self.config.vocab_size - 1}], got values in [{lo}, {hi}]")
