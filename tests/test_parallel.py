@@ -405,3 +405,26 @@ def test_calculator_default_values():
     e = estimate()  # 7.5B parameters, 64 devices, ZeRO-3
     assert e["memory_gb"] == pytest.approx(1.875)
     assert e["comm_gb_per_step"] == pytest.approx(3 * 63 / 64 * 15)
+
+
+# ------------------------------------------------------------------------------- torchrun
+
+
+def test_torchrun_entry_point_matches_one_process(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+           "-m", "zen.parallel.train", "--strategy", "scratch", "--steps", "5", "--check"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "max |parameter difference| vs one process" in done.stdout
+
+
+def test_init_from_env_explains_how_to_start():
+    from zen.parallel import init_from_env
+
+    with pytest.raises(RuntimeError, match="torchrun"):
+        init_from_env()
