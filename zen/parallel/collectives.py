@@ -186,19 +186,27 @@ def fit_alpha_beta(n_bytes: list[float], seconds: list[float]) -> tuple[float, f
     return max(alpha, 0.0), max(beta, 0.0)
 
 
-def ping_pong(n_elements: list[int], repeats: int = 20) -> list[float]:
+def ping_pong(n_elements: list[int], repeats: int = 20, device: torch.device | str = "cpu") -> list[float]:
     """One-way message time (s) between ranks 0 and 1 for each size in ``n_elements`` (float32).
 
     Run inside a group of at least two ranks; ranks other than 0 and 1 idle. Returns the
-    fastest of ``repeats`` round trips, halved: the least disturbed by other processes.
+    fastest of ``repeats`` round trips, halved: the least disturbed by other processes. On
+    ``cuda`` (NCCL) the device is synchronised before the clock is read.
     """
     r = dist.get_rank()
+    device = torch.device(device)
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
     out = []
     for n in n_elements:
-        buf = torch.zeros(validate.positive_int(n, "n_elements"))
+        buf = torch.zeros(validate.positive_int(n, "n_elements"), device=device)
         times = []
         for _ in range(repeats + 2):  # two warm-up rounds
             dist.barrier()
+            sync()
             start = time.perf_counter()
             if r == 0:
                 dist.send(buf, 1)
@@ -206,6 +214,7 @@ def ping_pong(n_elements: list[int], repeats: int = 20) -> list[float]:
             elif r == 1:
                 dist.recv(buf, 0)
                 dist.send(buf, 0)
+            sync()
             times.append((time.perf_counter() - start) / 2)
         out.append(min(times[2:]))
     return out
