@@ -428,3 +428,23 @@ def test_init_from_env_explains_how_to_start():
 
     with pytest.raises(RuntimeError, match="torchrun"):
         init_from_env()
+
+
+def test_spawn_explains_that_the_function_must_be_importable():
+    with pytest.raises(TypeError, match="importable module"):
+        launch(lambda: 1, 1, start_method="spawn", timeout=20)
+
+
+def _ring_on_gpu(n: int) -> float:
+    device = torch.device("cuda", torch.cuda.current_device())
+    x = torch.randn(n, device=device, generator=torch.Generator(device).manual_seed(dist.get_rank()))
+    expected = x.clone()
+    dist.all_reduce(expected)
+    return (ring_all_reduce(x) - expected).abs().max().item()
+
+
+@pytest.mark.gpu
+def test_ring_all_reduce_with_nccl():
+    world_size = min(2, torch.cuda.device_count())
+    for err in launch(_ring_on_gpu, world_size, 1000, backend="nccl", timeout=120):
+        assert err < 1e-4

@@ -131,7 +131,13 @@ def launch(
     ]
     try:
         for p in procs:
-            p.start()
+            try:
+                p.start()
+            except (AttributeError, TypeError, pickle.PicklingError) as err:
+                raise TypeError(
+                    f"with start_method={method!r} the function and its arguments are pickled, so fn must be "
+                    f"defined at the top level of an importable module (not in a notebook or as a lambda): {err}"
+                ) from err
         values: dict[int, Any] = {}
         errors: dict[int, str] = {}
         deadline = time.monotonic() + timeout

@@ -104,9 +104,10 @@ class ShardedAdam:
         total = sum(p.numel() for p in self.params)
         # after reduce-scatter on the ring, rank r owns chunk (r + 1) % p
         self.owned = (self.rank + 1) % self.world
-        bounds = torch.tensor_split(torch.arange(total), self.world)
-        self.lo = int(bounds[self.owned][0]) if len(bounds[self.owned]) else 0
-        self.hi = self.lo + len(bounds[self.owned])
+        # torch.tensor_split's chunk sizes: the first (total % p) chunks get one extra element
+        base, extra = divmod(total, self.world)
+        self.lo = self.owned * base + min(self.owned, extra)
+        self.hi = self.lo + base + (self.owned < extra)
         self.master = torch.cat([p.detach().reshape(-1) for p in self.params])[self.lo : self.hi].float().clone()
         self.m = torch.zeros_like(self.master)  # (shard,) first moment
         self.v = torch.zeros_like(self.master)  # (shard,) second moment
