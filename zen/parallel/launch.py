@@ -98,7 +98,9 @@ def launch(
     ``TimeoutError``.
 
     ``threads`` is the number of intra-op threads per worker. ``start_method`` defaults to
-    ``fork`` for ``gloo`` (works with notebook functions) and ``spawn`` for ``nccl``.
+    ``fork`` for ``gloo`` (works with notebook functions) and ``spawn`` for ``nccl``. Workers
+    are daemonic: they cannot start processes of their own (use ``num_workers=0`` in a
+    ``DataLoader`` inside ``fn``). Print nothing in ``fn``; return what you want to see.
     """
     validate.positive_int(world_size, "world_size")
     validate.positive_int(threads, "threads")
