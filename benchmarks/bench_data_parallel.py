@@ -116,6 +116,8 @@ def main() -> None:
     else:
         name = f"{cpu_name()}, {os.cpu_count()} cores (gloo, 1 thread per process)"
 
+    if args.backend == "nccl" and torch.cuda.device_count() < 2:
+        raise SystemExit("the NCCL benchmark needs at least 2 GPUs (one process per GPU)")
     alpha, beta = launch(measure_alpha_beta, 2, **kw)[0]
     n_params = sum(p.numel() for p in make_model(args.width, args.depth).parameters())
     print(f"device: {name}")
@@ -124,10 +126,7 @@ def main() -> None:
     print(f"{'p':>3} {'compute ms':>11} {'all-reduce ms':>14} {'α–β ms':>8} {'samples/s':>10} {'predicted':>10} {'speed-up':>9}")
     base = None
     for p in args.procs:
-        if p == 1:
-            res = launch(time_steps, 1, args.width, args.depth, args.batch, args.steps, **kw)
-        else:
-            res = launch(time_steps, p, args.width, args.depth, args.batch, args.steps, **kw)
+        res = launch(time_steps, p, args.width, args.depth, args.batch, args.steps, **kw)
         compute = max(r["compute"] for r in res)  # the slowest rank sets the pace
         comm = max(r["comm"] for r in res)
         predicted_comm = all_reduce_time(res[0]["n_bytes"], p, alpha, beta, "ring")
