@@ -448,3 +448,82 @@ def test_ring_all_reduce_with_nccl():
     world_size = min(2, torch.cuda.device_count())
     for err in launch(_ring_on_gpu, world_size, 1000, backend="nccl", timeout=120):
         assert err < 1e-4
+
+
+# ------------------------------------------------------------------------- lab checks
+
+from zen.parallel import checks  # noqa: E402
+from zen.parallel.data_parallel import all_reduce_gradients  # noqa: E402
+from zen.parallel.tensor_parallel import reduce_from_parallel  # noqa: E402
+
+
+def _reference_dp_step(model, opt, x, y):
+    opt.zero_grad()
+    loss = F.cross_entropy(model(x), y)
+    loss.backward()
+    all_reduce_gradients(model)
+    opt.step()
+    return loss.item()
+
+
+def test_lab_checks_pass_on_the_reference_implementations():
+    checks.check_ring_all_reduce(ring_all_reduce, world_sizes=(2, 3))
+    checks.check_data_parallel_step(_reference_dp_step, world_sizes=(2,))
+    checks.check_parallel_linear(ColumnParallelLinear, "column", world_sizes=(2,))
+    checks.check_parallel_linear(RowParallelLinear, "row", world_sizes=(2,))
+
+
+def _uses_a_collective(t):
+    dist.all_reduce(t)
+    return t
+
+
+def _todo(t):
+    raise NotImplementedError("TODO")
+
+
+def _blocking_ring(t):
+    p, r = dist.get_world_size(), dist.get_rank()
+    dist.send(t, (r + 1) % p)  # every rank sends first: nobody receives
+    dist.recv(t, (r - 1) % p)
+    return t
+
+
+def _no_division(model, opt, x, y):
+    opt.zero_grad()
+    loss = F.cross_entropy(model(x), y)
+    loss.backward()
+    for q in model.parameters():
+        dist.all_reduce(q.grad)  # summed, not averaged
+    opt.step()
+    return loss.item()
+
+
+class _ColumnWithoutF(ColumnParallelLinear):
+    def forward(self, x):
+        return F.linear(x, self.weight, self.bias)  # input gradient never all-reduced
+
+
+class _RowBiasOnEveryRank(RowParallelLinear):
+    def forward(self, x):
+        return reduce_from_parallel(F.linear(x, self.weight, self.bias))  # bias summed p times
+
+
+@pytest.mark.parametrize(
+    "check, args, error, match",
+    [
+        (checks.check_ring_all_reduce, (_uses_a_collective,), AssertionError, "only point-to-point"),
+        (checks.check_ring_all_reduce, (_todo,), NotImplementedError, "TODO"),
+        (checks.check_data_parallel_step, (_no_division,), AssertionError, "divide by the number"),
+        (checks.check_parallel_linear, (_ColumnWithoutF, "column"), AssertionError, "input gradient"),
+        (checks.check_parallel_linear, (_RowBiasOnEveryRank, "row"), AssertionError, "output"),
+    ],
+)
+def test_lab_checks_catch_typical_mistakes(check, args, error, match):
+    with pytest.raises(error, match=match):
+        check(*args, world_sizes=(2,))
+
+
+def test_lab_check_reports_a_deadlock_instead_of_hanging():
+    with pytest.raises(AssertionError, match="deadlock"):
+        checks.check_ring_all_reduce(_blocking_ring, world_sizes=(2,), timeout=3)
