@@ -401,6 +401,23 @@ def test_pipeline_step_equals_single_process(name):
 # ----------------------------------------------------------------------------- calculator
 
 
+def _pipeline_bad_micro() -> float:
+    stage = _stages()[dist.get_rank()]
+    return pipeline_step(stage, torch.zeros(6, 4), torch.zeros(6, 4), F.mse_loss, 4, (2, 4))
+
+
+def test_pipeline_step_rejects_micro_batches_that_do_not_divide_the_batch():
+    with pytest.raises(RuntimeError, match="num_micro 4 must divide the batch size"):
+        launch(_pipeline_bad_micro, 3, timeout=20)
+
+
+def test_calculator_rejects_bad_input():
+    with pytest.raises(ValueError, match="strategy"):
+        estimate(strategy="zero4")
+    with pytest.raises(ValueError, match="devices"):
+        estimate(devices=0)
+
+
 def test_calculator_default_values():
     e = estimate()  # 7.5B parameters, 64 devices, ZeRO-3
     assert e["memory_gb"] == pytest.approx(1.875)
