@@ -1,10 +1,11 @@
 """Checks for the chapter-14 labs: run a student's distributed code in real processes.
 
 Each check starts a process group with :func:`zen.parallel.launch`, runs the student's
-function on every rank with small fixed inputs, compares with the reference and raises
-``AssertionError`` with a message that names the world size, the rank and what differs, plus a
-hint. A ``NotImplementedError`` inside a worker (an unfilled TODO) is re-raised as such; a
-deadlock becomes an ``AssertionError`` after ``timeout`` seconds instead of a hang.
+function on every rank with small fixed inputs and compares with an independent reference
+(``dist.all_reduce``, one process, ``nn.Linear``). Like :mod:`zen.labcheck` it prints
+``✓ … passed`` or raises :class:`zen.labcheck.LabCheckFailed` naming the world size, the rank
+and what differs, with a hint. An unfilled TODO, an exception on any rank and a deadlock
+(after ``timeout`` seconds) are reported the same way instead of hanging the notebook.
 """
 
 from __future__ import annotations
@@ -17,26 +18,34 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from zen.labcheck import LabCheckFailed
 from zen.parallel.launch import launch
 
 _COLLECTIVES = ("all_reduce", "reduce_scatter", "reduce_scatter_tensor", "reduce_scatter_single",
                 "all_gather", "all_gather_into_tensor", "all_gather_single", "broadcast", "reduce")
 
 
-def _run(fn: Callable[..., Any], world_size: int, *args: Any, timeout: float, hint: str) -> list[Any]:
-    """``launch`` that turns a worker's failure into the exception a lab check should raise."""
+def _fail(name: str, what: str, hint: str) -> None:
+    __tracebackhide__ = True
+    raise LabCheckFailed(f"✗ {name}: {what}\n  hint: {hint}") from None
+
+
+def _run(fn: Callable[..., Any], world_size: int, *args: Any, name: str, timeout: float, hint: str) -> list[Any]:
+    """``launch`` that turns a worker's failure into lab feedback."""
+    __tracebackhide__ = True
     try:
         return launch(fn, world_size, *args, timeout=timeout)
-    except TimeoutError as err:
-        raise AssertionError(f"with {world_size} processes your code did not finish within {timeout} s: "
-                             f"probably a deadlock (every rank waiting to receive). Hint: {hint}") from err
+    except TimeoutError:
+        _fail(name, f"with {world_size} processes your code did not finish within {timeout} s: probably a "
+                    "deadlock (every rank waiting for a message nobody sends)", hint)
     except RuntimeError as err:
         text = str(err)
         if "NotImplementedError" in text:
-            raise NotImplementedError(f"a TODO is not filled in yet:\n{text}") from err
-        if "AssertionError" in text and "only point-to-point" in text:
-            raise AssertionError(text.split("AssertionError: ")[-1].split("\n")[0]) from err
-        raise AssertionError(f"with {world_size} processes your code raised an error:\n{text}") from err
+            _fail(name, "not implemented yet", "replace the `raise NotImplementedError` line with your code")
+        if "only point-to-point" in text:
+            _fail(name, "a collective was called", "use only point-to-point messages (dist.send/recv/isend/irecv)")
+        last = [line for line in text.splitlines() if line and not line.startswith(" ")]
+        _fail(name, f"with {world_size} processes your code raised an error: {last[-1] if last else text}\n{text}", hint)
 
 
 def _compare(got: torch.Tensor, expected: torch.Tensor, what: str, atol: float = 1e-5) -> str | None:
@@ -80,16 +89,17 @@ def _ring_worker(fn: Callable[[torch.Tensor], torch.Tensor], n: int) -> tuple[to
 def check_ring_all_reduce(fn: Callable[[torch.Tensor], torch.Tensor], world_sizes: tuple[int, ...] = (2, 3, 4),
                           n: int = 10, timeout: float = 30.0) -> None:
     """``fn(t)`` must sum ``t`` over ranks in place (and return it) using only send/recv."""
+    name = "ring all-reduce"
     for p in world_sizes:
-        for rank, (got, expected) in enumerate(_run(_ring_worker, p, fn, n, timeout=timeout,
-                                                    hint="send with dist.isend, then dist.recv, then wait()")):
+        results = _run(_ring_worker, p, fn, n, name=name, timeout=timeout,
+                       hint="start each send with dist.isend, then dist.recv, then wait() for the send")
+        for rank, (got, expected) in enumerate(results):
             problem = _compare(got, expected, f"with {p} processes, rank {rank}")
             if problem:
-                raise AssertionError(
-                    f"{problem} (the sum over ranks). Hint: after p-1 reduce-scatter steps rank r owns "
-                    f"chunk (r+1) % p; the all-gather phase must copy received chunks, not add them."
-                )
-    print(f"ring all-reduce: correct on {', '.join(map(str, world_sizes))} processes, using only send/recv")
+                _fail(name, f"{problem} (expected the sum over ranks)",
+                      "after p-1 reduce-scatter steps rank r owns chunk (r+1) % p; the all-gather phase "
+                      "must copy received chunks, not add them")
+    print(f"✓ {name}: passed on {', '.join(map(str, world_sizes))} processes, using only send/recv")
 
 
 def _dp_model() -> nn.Module:
@@ -126,17 +136,17 @@ def check_data_parallel_step(fn: Callable[..., float], world_sizes: tuple[int, .
         F.cross_entropy(model(x), y).backward()
         opt.step()
     names = [name for name, _ in model.named_parameters()]
+    name = "data-parallel step"
     for p in world_sizes:
-        for rank, (_, params) in enumerate(_run(_dp_worker, p, fn, steps, timeout=timeout,
-                                                hint="every rank must take part in the same all-reduce")):
-            for name, got, expected in zip(names, params, model.parameters()):
-                problem = _compare(got, expected.detach(), f"with {p} processes, rank {rank}, parameter {name}")
+        results = _run(_dp_worker, p, fn, steps, name=name, timeout=timeout,
+                       hint="every rank must take part in the same all-reduces, in the same order")
+        for rank, (_, params) in enumerate(results):
+            for param, got, expected in zip(names, params, model.parameters()):
+                problem = _compare(got, expected.detach(), f"with {p} processes, rank {rank}, parameter {param}")
                 if problem:
-                    raise AssertionError(
-                        f"{problem} (one process on the whole batch). Hint: zero the gradients, "
-                        f"all-reduce them, divide by the number of processes, then step."
-                    )
-    print(f"data-parallel step: equal to one process on the global batch with {', '.join(map(str, world_sizes))} processes")
+                    _fail(name, f"{problem} (expected: one process trained on the whole batch)",
+                          "zero the gradients, all-reduce them, divide by the number of processes, then step")
+    print(f"✓ {name}: passed — equal to one process on the global batch with {', '.join(map(str, world_sizes))} processes")
 
 
 # ------------------------------------------------------------------------------ lab (b)
@@ -185,8 +195,9 @@ def check_parallel_linear(cls: type, kind: str, world_sizes: tuple[int, ...] = (
         "row": "keep columns rank*d_in/p … of linear.weight; all-reduce with reduce_from_parallel "
                "and add the bias once, after the sum",
     }
+    name = f"{kind}-parallel linear"
     for p in world_sizes:
-        for rank, out in enumerate(_run(_tp_worker, p, cls, kind, d_in, d_out, timeout=timeout, hint=hints[kind])):
+        for rank, out in enumerate(_run(_tp_worker, p, cls, kind, d_in, d_out, name=name, timeout=timeout, hint=hints[kind])):
             if kind == "column":
                 want_y, want_x = y.detach().chunk(p, dim=-1)[rank], x.grad
                 want_w = linear.weight.grad.chunk(p, dim=0)[rank]
@@ -195,8 +206,8 @@ def check_parallel_linear(cls: type, kind: str, world_sizes: tuple[int, ...] = (
                 want_w = linear.weight.grad.chunk(p, dim=1)[rank]
             for what, got, want in (("output", out["y"], want_y), ("input gradient", out["x_grad"], want_x),
                                     ("weight gradient", out["w_grad"], want_w)):
-                problem = _compare(got, want, f"{kind}-parallel with {p} processes, rank {rank}, {what}") if got is not None \
-                    else f"{kind}-parallel with {p} processes, rank {rank}: the {what} is None"
+                where = f"with {p} processes, rank {rank}, {what}"
+                problem = _compare(got, want, where) if got is not None else f"{where} is None"
                 if problem:
-                    raise AssertionError(f"{problem}. Hint: {hints[kind]}.")
-    print(f"{kind}-parallel linear: output and gradients equal nn.Linear with {', '.join(map(str, world_sizes))} processes")
+                    _fail(name, problem, hints[kind])
+    print(f"✓ {name}: passed — output and gradients equal nn.Linear with {', '.join(map(str, world_sizes))} processes")
