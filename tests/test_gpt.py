@@ -205,3 +205,6 @@ def test_fused_and_readable_attention_agree():
     readable.load_state_dict(fused.state_dict())
     idx = torch.randint(0, TINY["vocab_size"], (2, 16))
     assert torch.allclose(fused(idx), readable(idx), atol=1e-5)
+    readable.double()
+    cached, recomputed = (readable.generate(idx[:, :3], 25, temperature=0, use_cache=c) for c in (True, False))
+    assert torch.equal(cached, recomputed)  # the readable attention path honours the cache too
