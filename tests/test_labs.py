@@ -59,12 +59,22 @@ GOOD_CHECK = "# Check: doubling\nfrom zen.labcheck import check_scalar\ncheck_sc
 
 def test_make_student_stubs_regions_and_tags_checks():
     student = make_student(_lab(SOLUTION, GOOD_CHECK))
-    assert 'raise NotImplementedError("TODO: multiply by two")' in student.cells[0].source
+    assert "raise NotImplementedError('TODO: multiply by two')" in student.cells[0].source
     assert "return 2 * x" not in student.cells[0].source
     assert "raises-exception" in student.cells[1].metadata["tags"]
     assert count_regions(_lab(SOLUTION, GOOD_CHECK)) == 1
     filled = blank_regions(_lab(SOLUTION, GOOD_CHECK), which=set())
     assert "return 2 * x" in filled.cells[0].source and "BEGIN" not in filled.cells[0].source
+
+
+def test_hints_with_quotes_give_valid_stubs():
+    solution = 'def f(x):\n    ### BEGIN SOLUTION\n    # HINT: use "x" and \'y\'\n    return x\n    ### END SOLUTION\n'
+    stub = make_student(_lab(solution, GOOD_CHECK)).cells[0].source
+    compile(stub, "stub", "exec")  # no syntax error
+    namespace: dict = {}
+    exec(stub, namespace)
+    with pytest.raises(NotImplementedError, match='use "x"'):
+        namespace["f"](1)
 
 
 def test_unbalanced_markers_are_rejected():

@@ -43,7 +43,7 @@ def _stub(match: re.Match) -> str:
     indent, body = match.group(1), match.group(2)
     hints = _HINT.findall(body)
     hint = " ".join(h.strip() for h in hints) or "your code here"
-    return f'{indent}# TODO: {hint}\n{indent}raise NotImplementedError("TODO: {hint}")\n'
+    return f"{indent}# TODO: {hint}\n{indent}raise NotImplementedError({'TODO: ' + hint!r})\n"
 
 
 def count_regions(nb: nbformat.NotebookNode) -> int:
