@@ -61,17 +61,27 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def train_throughput(forward, params, args, device, autocast: bool) -> float:
-    """Tokens per second of forward + backward + AdamW over ``args.steps`` timed steps."""
+def train_throughput(forward, params, args, device, autocast: bool, compile: bool = False) -> float:
+    """Tokens per second of forward + backward + AdamW over ``args.steps`` timed steps.
+
+    With ``compile`` the forward pass *and* the cross-entropy are compiled together, so the
+    ``(batch, seq, vocab)`` logits are never written out in float32.
+    """
     opt = torch.optim.AdamW(params, lr=1e-4, fused=device.type == "cuda")
     g = torch.Generator(device=device).manual_seed(0)
     x = torch.randint(0, args.vocab, (args.batch, args.seq), device=device, generator=g)
     y = torch.randint(0, args.vocab, (args.batch, args.seq), device=device, generator=g)
 
-    def step():
+    def loss_of(x, y):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            logits = forward(x)
-            loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
+            logits = forward(x)  # (batch, seq, vocab)
+        return torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
+
+    if compile:
+        loss_of = torch.compile(loss_of, mode=getattr(args, "compile_mode", None))
+
+    def step():
+        loss = loss_of(x, y)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -166,10 +176,8 @@ def gpu_benchmark(args) -> None:
         del hf
     for label, model, wrap in models:
         model.train()
-        fwd = wrap(model)
-        if not args.no_compile:
-            fwd = torch.compile(fwd)
-        tps = train_throughput(fwd, model.parameters(), args, device, autocast=True)
+        tps = train_throughput(wrap(model), model.parameters(), args, device, autocast=True,
+                               compile=not args.no_compile)
         mfu = fpt * tps / (peak * 1e12)
         results.append((label, tps, mfu))
         model.cpu()
@@ -198,6 +206,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--new-tokens", type=int, default=64, help="tokens to generate (CPU)")
     p.add_argument("--peak-tflops", type=float, default=None, help="device peak bf16 TFLOP/s for MFU")
     p.add_argument("--no-compile", action="store_true", help="GPU: skip torch.compile")
+    p.add_argument("--compile-mode", default=None, help="GPU: torch.compile mode, e.g. max-autotune-no-cudagraphs")
     p.add_argument("--no-hf", action="store_true", help="GPU: skip the Hugging Face comparison")
     p.add_argument("--device", default="cuda", help="--gpu mode's device (cpu: a quick smoke test of the script)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")

@@ -98,7 +98,8 @@ def launch(
     ``TimeoutError``.
 
     ``threads`` is the number of intra-op threads per worker. ``start_method`` defaults to
-    ``fork`` for ``gloo`` (works with notebook functions) and ``spawn`` for ``nccl``. Workers
+    ``fork`` for ``gloo`` (works with notebook functions; forked workers compute on the CPU
+    and must not use CUDA) and ``spawn`` for ``nccl``. Workers
     are daemonic: they cannot start processes of their own (use ``num_workers=0`` in a
     ``DataLoader`` inside ``fn``). Print nothing in ``fn``; return what you want to see.
     """
@@ -117,8 +118,20 @@ def launch(
                 f"{torch.cuda.device_count()} GPU(s) are visible"
             )
     method = start_method or ("spawn" if backend == "nccl" else "fork")
-    if method == "fork" and torch.cuda.is_initialized():
-        raise RuntimeError("CUDA is initialised in this process, so workers cannot be forked; pass start_method='spawn'")
+    if method == "fork" and backend == "nccl":
+        raise ValueError("backend='nccl' needs start_method='spawn': forked workers cannot use CUDA")
+    if method == "fork" and start_method is None and torch.cuda.is_initialized():
+        # A process that has used CUDA runs autograd on helper threads, and forked children
+        # cannot run backward passes. Spawned children can, if fn can be imported by name.
+        try:
+            pickle.dumps(fn)
+        except Exception:
+            raise RuntimeError(
+                "this process has already used CUDA, so forked workers cannot run autograd, and "
+                f"{getattr(fn, '__qualname__', fn)!r} cannot be sent to spawned workers (define it at "
+                "module level in an importable file), or restart the kernel and launch before using CUDA"
+            ) from None
+        method = "spawn"
     ctx = mp.get_context(method)
     folder = tempfile.mkdtemp(prefix="zen-rendezvous-")
     store = os.path.join(folder, "store")
