@@ -1,0 +1,358 @@
+"""Chapter 6 — scaled dot-product attention and multi-head attention.
+
+Attention lets each query position read a weighted average of value vectors, weighted by how
+well its query matches each key (Vaswani et al., 2017)::
+
+    Attention(Q, K, V) = softmax(Q Kᵀ / √d_k + M) V
+
+Shapes (``...`` is any number of batch axes, usually ``(batch, heads)``)::
+
+    q (..., L, E)   k (..., S, E)   v (..., S, Ev)   →   out (..., L, Ev),  weights (..., L, S)
+
+API
+---
+:func:`scaled_dot_product_attention`
+    The readable path, with the semantics of ``torch.nn.functional.scaled_dot_product_attention``:
+
+    * ``attn_mask`` broadcastable to ``(..., L, S)``. A **boolean** mask means ``True`` =
+      *may attend*; a **float** mask is *added* to the scores (``-inf`` blocks a key).
+    * ``is_causal=True`` lets query ``i`` see keys ``j <= i`` (the mask is aligned top-left,
+      ``torch.ones(L, S).tril()``, exactly as PyTorch does). Given with ``attn_mask`` the two
+      are combined (both must allow a key), as PyTorch does on CPU.
+    * A query whose keys are all masked gets zero weights and a zero output (no NaN), as in
+      PyTorch.
+    * ``dropout_p`` drops attention weights whenever it is > 0 (the caller decides, as with
+      PyTorch); ``scale`` defaults to ``1/√E``.
+    * ``return_weights=True`` also returns the attention weights ``(..., L, S)`` *before*
+      dropout (rows sum to 1), for heat-maps.
+
+:func:`causal_mask`
+    The boolean causal mask ``(L, S)``; ``offset`` shifts it so a block of new queries can
+    attend to cached keys (bottom-right alignment, used with a :class:`KVCache`).
+
+:class:`MultiHeadAttention`
+    ``h`` heads of width ``d_head = d_model / h`` computed in parallel::
+
+        x (B, L, d_model) ─q_proj→ (B, L, h·d_head) ─split→ (B, h, L, d_head)
+        attention per head → (B, h, L, d_head) ─merge→ (B, L, h·d_head) ─out_proj→ (B, L, d_model)
+
+    Parameters are four ``nn.Linear`` layers named ``q_proj``, ``k_proj``, ``v_proj``,
+    ``out_proj`` (weights ``(out_features, in_features)``), so pretrained weights map directly:
+
+    * ``nn.MultiheadAttention``: ``in_proj_weight`` ``(3·d, d)`` → ``chunk(3, dim=0)`` gives
+      q, k, v; ``out_proj`` is the same.
+    * Hugging Face ``BertModel`` layer ``i``: ``attention.self.{query,key,value}`` →
+      ``{q,k,v}_proj``; ``attention.output.dense`` → ``out_proj``.
+    * Hugging Face ``GPT2LMHeadModel`` block ``i``: ``attn.c_attn`` is a fused ``Conv1D`` whose
+      weight is stored *transposed*, ``(d, 3·d)``: ``w_q, w_k, w_v = c_attn.weight.split(d,
+      dim=1)`` and ``q_proj.weight = w_q.T`` (bias: ``c_attn.bias.split(d)``);
+      ``attn.c_proj.weight.T`` → ``out_proj.weight``.
+
+    ``forward(query, key=None, value=None, *, attn_mask=None, key_padding_mask=None,
+    is_causal=False, need_weights=False, cache=None)``: ``key`` defaults to ``query``
+    (self-attention) and ``value`` to ``key``; give ``key`` for cross-attention. Returns
+    ``out`` or, with ``need_weights=True``, ``(out, weights (B, h, L, S))`` per head.
+
+    ``use_builtin=True`` computes the attention with PyTorch's fused
+    ``F.scaled_dot_product_attention`` (flash / memory-efficient kernels) instead of the
+    readable path; the results agree to float rounding. Asking for weights always takes the
+    readable path (the fused kernels never form them).
+
+:class:`KVCache`
+    Keys and values of past positions ``(B, h, S_past, d_head)`` for autoregressive decoding.
+    Pass the same cache to successive calls; each call appends its keys and values, and with
+    ``is_causal=True`` the new queries sit at positions ``S_past … S_past+L-1``.
+
+Mask conventions, in one place: ``attn_mask`` follows ``F.scaled_dot_product_attention``
+(``True`` = attend). ``key_padding_mask`` ``(B, S)`` follows ``nn.MultiheadAttention``
+(``True`` = *padding, ignore*); a Hugging Face ``attention_mask`` (1 = real token) converts
+as ``key_padding_mask = attention_mask == 0``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from zen import validate
+
+__all__ = ["scaled_dot_product_attention", "causal_mask", "KVCache", "MultiHeadAttention", "split_heads", "merge_heads"]
+
+
+def causal_mask(L: int, S: int | None = None, offset: int = 0, device: torch.device | str | None = None) -> torch.Tensor:
+    """Boolean mask ``(L, S)``: query ``i`` (at position ``offset + i``) may attend to key ``j <= offset + i``.
+
+    ``offset=0`` is PyTorch's ``is_causal`` (top-left aligned); ``offset = S - L`` aligns it
+    bottom-right, as needed when ``L`` new queries follow ``S - L`` cached keys.
+    """
+    S = L if S is None else S
+    validate.positive_int(L, "L")
+    validate.positive_int(S, "S")
+    return torch.ones(L, S, dtype=torch.bool, device=device).tril(diagonal=offset)
+
+
+def _check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        validate.tensor(t, name)
+        if t.ndim < 2:
+            raise ValueError(f"{name} must have at least 2 dims (..., seq, features), got shape {tuple(t.shape)}")
+        validate.floating(t, name)
+    if q.shape[-1] != k.shape[-1]:
+        raise ValueError(
+            f"q and k must have the same feature size E (last dim): got q {tuple(q.shape)} and k {tuple(k.shape)}"
+        )
+    if k.shape[-2] != v.shape[-2]:
+        raise ValueError(
+            f"k and v must have the same length S (dim -2): got k {tuple(k.shape)} and v {tuple(v.shape)}"
+        )
+    try:
+        torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+    except RuntimeError:
+        raise ValueError(
+            f"batch dims of q, k, v must broadcast: got q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}"
+        ) from None
+
+
+def _check_mask(mask: torch.Tensor, scores_shape: torch.Size, dtype: torch.dtype) -> None:
+    validate.tensor(mask, "attn_mask")
+    if mask.dtype != torch.bool and not mask.is_floating_point():
+        raise TypeError(f"attn_mask must be bool (True = attend) or float (added to scores), got {mask.dtype}")
+    try:
+        ok = torch.broadcast_shapes(mask.shape, scores_shape) == scores_shape
+    except RuntimeError:
+        ok = False
+    if not ok:
+        raise ValueError(
+            f"attn_mask of shape {tuple(mask.shape)} does not broadcast to the scores' shape "
+            f"{tuple(scores_shape)} (..., L, S)"
+        )
+
+
+def scaled_dot_product_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    attn_mask: torch.Tensor | None = None,
+    is_causal: bool = False,
+    dropout_p: float = 0.0,
+    scale: float | None = None,
+    return_weights: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """``softmax(q kᵀ · scale + mask) v`` — the readable twin of ``F.scaled_dot_product_attention``.
+
+    Args:
+        q: queries ``(..., L, E)``; k: keys ``(..., S, E)``; v: values ``(..., S, Ev)``.
+        attn_mask: bool (``True`` = attend) or float (added), broadcastable to ``(..., L, S)``.
+        is_causal: also mask keys ``j > i`` (top-left aligned, as PyTorch).
+        dropout_p: probability of dropping an attention weight (applied whenever > 0).
+        scale: multiplies the scores; default ``1/√E``.
+        return_weights: also return the weights ``(..., L, S)`` before dropout.
+
+    Returns:
+        ``out (..., L, Ev)``, or ``(out, weights)`` when ``return_weights``.
+    """
+    _check_qkv(q, k, v)
+    validate.in_range(dropout_p, "dropout_p", 0.0, 1.0)
+    L, S, E = q.shape[-2], k.shape[-2], q.shape[-1]
+    scale = 1.0 / math.sqrt(E) if scale is None else scale
+
+    scores = (q @ k.transpose(-2, -1)) * scale  # (..., L, E) @ (..., E, S) -> (..., L, S)
+    if attn_mask is not None:
+        _check_mask(attn_mask, scores.shape, q.dtype)
+        if attn_mask.dtype == torch.bool:
+            scores = scores.masked_fill(~attn_mask, float("-inf"))
+        else:
+            scores = scores + attn_mask
+    if is_causal:
+        scores = scores.masked_fill(~causal_mask(L, S, device=q.device), float("-inf"))
+
+    # A query with every key masked would give softmax(-inf, ..., -inf) = NaN; like PyTorch we
+    # give it zero weights instead (and zero gradients), so padded queries stay harmless.
+    blocked = torch.isneginf(scores).all(dim=-1, keepdim=True)  # (..., L, 1)
+    weights = torch.softmax(scores.masked_fill(blocked, 0.0), dim=-1).masked_fill(blocked, 0.0)
+    used = F.dropout(weights, p=dropout_p) if dropout_p > 0 else weights
+    out = used @ v  # (..., L, S) @ (..., S, Ev) -> (..., L, Ev)
+    return (out, weights) if return_weights else out
+
+
+def split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """``(B, L, h·d_head)`` → ``(B, h, L, d_head)``."""
+    return rearrange(x, "b l (h d) -> b h l d", h=n_heads)
+
+
+def merge_heads(x: torch.Tensor) -> torch.Tensor:
+    """``(B, h, L, d_head)`` → ``(B, L, h·d_head)`` (the inverse of :func:`split_heads`)."""
+    return rearrange(x, "b h l d -> b l (h d)")
+
+
+class KVCache:
+    """Keys and values seen so far, ``(B, h, S_past, d_head)`` each; grows by one call at a time."""
+
+    def __init__(self) -> None:
+        self.k: torch.Tensor | None = None
+        self.v: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return 0 if self.k is None else self.k.shape[-2]
+
+    def update(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Append ``k``, ``v`` ``(B, h, L_new, d_head)`` along the sequence and return all of them."""
+        if self.k is None:
+            self.k, self.v = k, v
+        else:
+            if k.shape[:2] != self.k.shape[:2] or k.shape[-1] != self.k.shape[-1]:
+                raise ValueError(f"new keys {tuple(k.shape)} do not match the cached keys {tuple(self.k.shape)}")
+            self.k = torch.cat([self.k, k], dim=-2)
+            self.v = torch.cat([self.v, v], dim=-2)
+        return self.k, self.v
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention with separate ``q_proj``/``k_proj``/``v_proj``/``out_proj`` layers.
+
+    Args:
+        d_model: model width (input and output features).
+        n_heads: number of heads; must divide ``d_model`` (``d_head = d_model // n_heads``).
+        dropout: dropout on the attention weights during training.
+        bias: whether the four projections have biases.
+        kdim, vdim: feature sizes of ``key`` and ``value`` inputs (default ``d_model``).
+        rope: a :class:`zen.transformer.RotaryEmbedding` (or any module mapping
+            ``(B, h, L, d_head), offset`` to the same shape) applied to queries and keys.
+        use_builtin: compute attention with ``F.scaled_dot_product_attention``.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        dropout: float = 0.0,
+        bias: bool = True,
+        kdim: int | None = None,
+        vdim: int | None = None,
+        rope: nn.Module | None = None,
+        use_builtin: bool = False,
+    ) -> None:
+        super().__init__()
+        validate.positive_int(d_model, "d_model")
+        validate.positive_int(n_heads, "n_heads")
+        if d_model % n_heads:
+            raise ValueError(f"d_model must be divisible by n_heads, got d_model={d_model}, n_heads={n_heads}")
+        validate.in_range(dropout, "dropout", 0.0, 1.0)
+        self.d_model, self.n_heads, self.d_head = d_model, n_heads, d_model // n_heads
+        self.kdim, self.vdim = kdim or d_model, vdim or d_model
+        self.dropout = dropout
+        self.use_builtin = use_builtin
+        self.q_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.k_proj = nn.Linear(self.kdim, d_model, bias=bias)
+        self.v_proj = nn.Linear(self.vdim, d_model, bias=bias)
+        self.out_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.rope = rope
+
+    def extra_repr(self) -> str:
+        return f"d_model={self.d_model}, n_heads={self.n_heads}, d_head={self.d_head}, use_builtin={self.use_builtin}"
+
+    def forward(
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor | None = None,
+        value: torch.Tensor | None = None,
+        *,
+        attn_mask: torch.Tensor | None = None,
+        key_padding_mask: torch.Tensor | None = None,
+        is_causal: bool = False,
+        need_weights: bool = False,
+        cache: KVCache | None = None,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Attend from ``query (B, L, d_model)`` to ``key (B, S, kdim)`` / ``value (B, S, vdim)``.
+
+        Args:
+            attn_mask: bool (``True`` = attend) or float (added), broadcastable to ``(B, h, L, S)``
+                (for example ``(L, S)`` or ``(B, 1, L, S)``); ``S`` includes cached keys.
+            key_padding_mask: bool ``(B, S)``, ``True`` marks padding keys to ignore.
+            is_causal: query ``i`` sees keys up to its own position (bottom-right aligned
+                when a cache holds earlier positions).
+            need_weights: also return per-head weights ``(B, h, L, S)``.
+            cache: a :class:`KVCache`; this call's keys and values are appended to it.
+
+        Returns:
+            ``out (B, L, d_model)`` or ``(out, weights)``.
+        """
+        key = query if key is None else key
+        value = key if value is None else value
+        validate.ndim(query, 3, "query", "(batch, L, d_model)")
+        validate.ndim(key, 3, "key", "(batch, S, kdim)")
+        validate.ndim(value, 3, "value", "(batch, S, vdim)")
+        for name, t, d in (("query", query, self.d_model), ("key", key, self.kdim), ("value", value, self.vdim)):
+            if t.shape[-1] != d:
+                raise ValueError(f"{name} must have {d} features (last dim), got shape {tuple(t.shape)}")
+        if key.shape[:2] != value.shape[:2] or key.shape[0] != query.shape[0]:
+            raise ValueError(
+                f"query, key, value must share the batch size and key/value the length: got query "
+                f"{tuple(query.shape)}, key {tuple(key.shape)}, value {tuple(value.shape)}"
+            )
+
+        q = split_heads(self.q_proj(query), self.n_heads)  # (B, L, d_model) -> (B, h, L, d_head)
+        k = split_heads(self.k_proj(key), self.n_heads)  # (B, S, kdim) -> (B, h, S, d_head)
+        v = split_heads(self.v_proj(value), self.n_heads)  # (B, S, vdim) -> (B, h, S, d_head)
+        past = len(cache) if cache is not None else 0
+        if self.rope is not None:
+            q, k = self.rope(q, offset=past), self.rope(k, offset=past)
+        if cache is not None:
+            k, v = cache.update(k, v)  # (B, h, past + S, d_head)
+        B, L, S = query.shape[0], q.shape[-2], k.shape[-2]
+
+        mask = self._combine_masks(attn_mask, key_padding_mask, is_causal, B, L, S, past, query)
+        p = self.dropout if self.training else 0.0
+        if need_weights or not self.use_builtin:
+            out, weights = scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, return_weights=True)
+        else:
+            # the fused kernel: never materialises the (L, S) weights when it can avoid it
+            causal_only = is_causal and mask is None
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=causal_only)
+            weights = None
+        out = self.out_proj(merge_heads(out))  # (B, h, L, d_head) -> (B, L, d_model)
+        return (out, weights) if need_weights else out
+
+    def _combine_masks(
+        self,
+        attn_mask: torch.Tensor | None,
+        key_padding_mask: torch.Tensor | None,
+        is_causal: bool,
+        B: int,
+        L: int,
+        S: int,
+        past: int,
+        query: torch.Tensor,
+    ) -> torch.Tensor | None:
+        """One mask broadcastable to ``(B, h, L, S)``: bool (True = attend) or float (additive)."""
+        mask = None
+        if attn_mask is not None:
+            _check_mask(attn_mask, torch.Size((B, self.n_heads, L, S)), query.dtype)
+            mask = attn_mask
+        if key_padding_mask is not None:
+            validate.tensor(key_padding_mask, "key_padding_mask")
+            if key_padding_mask.dtype != torch.bool:
+                raise TypeError(f"key_padding_mask must be bool (True = padding), got {key_padding_mask.dtype}")
+            if key_padding_mask.shape != (B, S):
+                raise ValueError(
+                    f"key_padding_mask must have shape (batch, S) = {(B, S)}, got {tuple(key_padding_mask.shape)}"
+                )
+            keep = rearrange(~key_padding_mask, "b s -> b 1 1 s")  # (B, S) -> (B, 1, 1, S)
+            mask = keep if mask is None else _and(mask, keep)
+        if is_causal:
+            if L == S and past == 0 and mask is None and self.use_builtin:
+                return None  # the fused kernel builds the causal mask itself
+            causal = causal_mask(L, S, offset=S - L, device=query.device)  # (L, S)
+            mask = causal if mask is None else _and(mask, causal)
+        return mask
+
+
+def _and(mask: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Combine a bool or float mask with a bool ``keep`` mask (True = attend)."""
+    if mask.dtype == torch.bool:
+        return mask & keep
+    return torch.where(keep, mask, torch.tensor(float("-inf"), dtype=mask.dtype, device=mask.device))
