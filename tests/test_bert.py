@@ -250,3 +250,18 @@ def test_from_hf_rejects_unsupported_configs():
         BertConfig.from_hf(cfg)
     with pytest.raises(ValueError, match="num_labels"):
         BertForSequenceClassification(small_config(), 0)
+
+
+# ------------------------------------------------------------------------ the labelled sentences
+def test_pydoc_topic_sentences_are_labelled_once_and_deterministic():
+    from zen.data import PYDOC_FAMILIES, pydoc_topic_sentences
+
+    sentences, labels, names = pydoc_topic_sentences()
+    assert names == list(PYDOC_FAMILIES) and len(sentences) == len(labels) > 1000
+    assert len(set(sentences)) == len(sentences), "each sentence appears once, with one label"
+    assert labels.dtype == torch.long and set(labels.tolist()) == set(range(len(names)))
+    assert min(labels.bincount().tolist()) >= 100
+    assert all(40 <= len(s) <= 250 for s in sentences)
+    assert pydoc_topic_sentences()[0] == sentences
+    with pytest.raises(ValueError, match="max_chars"):
+        pydoc_topic_sentences(min_chars=50, max_chars=10)
