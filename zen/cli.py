@@ -4,6 +4,8 @@ Subcommands:
   doctor               check that this machine is ready for the course
   execute [PATH ...]   run notebooks top to bottom in a fresh kernel, outputs in place
   check [PATH ...]     list notebooks whose committed outputs are stale (exit 1 if any)
+  lab release [SRC]    make student versions of instructor labs (labs/source/*.ipynb) and run them
+  lab grade NOTEBOOK   grade a completed lab in a fresh kernel: a report and a JSON score
 """
 
 from __future__ import annotations
@@ -47,6 +49,41 @@ def _check(args: argparse.Namespace) -> int:
     return status
 
 
+def _lab_release(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from zen.labs import release
+
+    sources = [Path(p) for p in args.sources] or sorted(Path("labs/source").glob("*.ipynb"))
+    if not sources:
+        print("no instructor labs found in labs/source/", file=sys.stderr)
+        return 1
+    for source in sources:
+        target = release(source, execute=not args.no_execute)
+        print(f"{source} -> {target}")
+    return 0
+
+
+def _lab_grade(args: argparse.Namespace) -> int:
+    from zen.labs import grade
+
+    report = grade(args.notebook, cell_timeout=args.timeout)
+    for c in report.checks:
+        mark = "PASS" if c.passed else "FAIL"
+        print(f"[{mark}] {c.name}")
+        if not c.passed and c.message:
+            print("       " + c.message.replace("\n", "\n       "))
+    for problem in report.cell_errors:
+        print(f"note: {problem}")
+    if report.error:
+        print(f"error: {report.error}")
+    print(f"score: {report.score}/{len(report.checks)}")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            f.write(report.to_json())
+    return 0 if report.checks and report.score == len(report.checks) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="zen", description="Tools for the course Zen and the Art of Large-Model Architecture.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -58,6 +95,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="report notebooks whose outputs are stale")
     p.add_argument("paths", nargs="*", help="notebooks or folders (default: book/ and labs/)")
     p.set_defaults(func=_check)
+    lab = sub.add_parser("lab", help="release and grade lab notebooks").add_subparsers(dest="lab_command", required=True)
+    p = lab.add_parser("release", help="generate student versions from labs/source/ and run them")
+    p.add_argument("sources", nargs="*", help="instructor notebooks (default: labs/source/*.ipynb)")
+    p.add_argument("--no-execute", action="store_true", help="write the student version without running it")
+    p.set_defaults(func=_lab_release)
+    p = lab.add_parser("grade", help="grade a completed lab notebook")
+    p.add_argument("notebook")
+    p.add_argument("--timeout", type=int, default=60, help="seconds allowed per cell (default 60)")
+    p.add_argument("--json", help="also write the machine-readable report to this file")
+    p.set_defaults(func=_lab_grade)
     return parser
 
 

@@ -1,0 +1,191 @@
+"""Lab gates: every check passes on the solution, fails on the blank version, and covers every TODO.
+
+Also: the student versions are up to date with their sources, a vacuous check is caught, the
+check helpers explain what differs, and the grader survives wrong answers, exceptions,
+infinite loops and syntax errors.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+import torch
+
+from zen import labcheck
+from zen.labs import blank_regions, count_regions, gate_problems, grade, make_student, student_is_current
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCES = sorted((ROOT / "labs" / "source").glob("*.ipynb"))
+
+
+def test_there_are_labs():
+    assert len(SOURCES) >= 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_lab_gates(source):
+    problems = gate_problems(nbformat.read(source, as_version=4))
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
+def test_student_version_is_current_and_has_no_solution(source):
+    assert student_is_current(source), f"run `zen lab release {source.relative_to(ROOT)}`"
+    student = (ROOT / "labs" / source.name).read_text()
+    assert "BEGIN SOLUTION" not in student and "NotImplementedError" in student
+
+
+# ---------------------------------------------------------------- synthetic labs
+
+
+def _lab(solution: str, check: str) -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    cell = nbformat.v4.new_code_cell(check)
+    cell.metadata["tags"] = ["check"]
+    nb.cells = [nbformat.v4.new_code_cell(solution), cell]
+    return nb
+
+
+SOLUTION = "def double(x):\n    ### BEGIN SOLUTION\n    # HINT: multiply by two\n    return 2 * x\n    ### END SOLUTION\n"
+GOOD_CHECK = "# Check: doubling\nfrom zen.labcheck import check_scalar\ncheck_scalar(double(21), 42.0, 'double')\n"
+
+
+def test_make_student_stubs_regions_and_tags_checks():
+    student = make_student(_lab(SOLUTION, GOOD_CHECK))
+    assert "raise NotImplementedError('TODO: multiply by two')" in student.cells[0].source
+    assert "return 2 * x" not in student.cells[0].source
+    assert "raises-exception" in student.cells[1].metadata["tags"]
+    assert count_regions(_lab(SOLUTION, GOOD_CHECK)) == 1
+    filled = blank_regions(_lab(SOLUTION, GOOD_CHECK), which=set())
+    assert "return 2 * x" in filled.cells[0].source and "BEGIN" not in filled.cells[0].source
+
+
+def test_hints_with_quotes_give_valid_stubs():
+    solution = 'def f(x):\n    ### BEGIN SOLUTION\n    # HINT: use "x" and \'y\'\n    return x\n    ### END SOLUTION\n'
+    stub = make_student(_lab(solution, GOOD_CHECK)).cells[0].source
+    compile(stub, "stub", "exec")  # no syntax error
+    namespace: dict = {}
+    exec(stub, namespace)
+    with pytest.raises(NotImplementedError, match='use "x"'):
+        namespace["f"](1)
+
+
+def test_unbalanced_markers_are_rejected():
+    with pytest.raises(ValueError, match="unbalanced"):
+        make_student(_lab("### BEGIN SOLUTION\nx = 1\n", GOOD_CHECK))
+
+
+@pytest.mark.slow
+def test_a_sound_synthetic_lab_passes_the_gates():
+    assert gate_problems(_lab(SOLUTION, GOOD_CHECK)) == []
+
+
+@pytest.mark.slow
+def test_a_vacuous_check_is_caught():
+    vacuous = "# Check: always passes\nprint('✓ looks fine')\n"
+    problems = gate_problems(_lab(SOLUTION, vacuous))
+    assert any("gate 2" in p and "vacuous" in p for p in problems)
+    assert any("gate 3" in p for p in problems)
+
+
+@pytest.mark.slow
+def test_a_broken_check_is_caught():
+    broken = "# Check: uses a name that does not exist\ncheck_scalar(double(21), 42.0)\n"
+    problems = gate_problems(_lab(SOLUTION, broken))
+    assert any("gate 1" in p for p in problems) and any("NameError" in p for p in problems)
+
+
+# ---------------------------------------------------------------- grading
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "body, score, fragment",
+    [
+        ("    return 2 * x\n", 1, "passed"),
+        ("    return 2 * x + 1\n", 0, "expected 42, got 43"),
+        ("    raise ValueError('oops')\n", 0, "ValueError: oops"),
+        ("    while True:\n        pass\n", 0, "still running"),
+        ("    return 2 * x +\n", 0, "NameError"),  # a syntax error leaves `double` undefined
+    ],
+    ids=["correct", "wrong", "exception", "infinite-loop", "syntax-error"],
+)
+def test_grade_reports_each_kind_of_answer(tmp_path, body, score, fragment):
+    check = "# Check: doubling\nfrom zen.labcheck import check_function\ncheck_function(double, lambda x: 2 * x, [21], timeout=2)\n"
+    path = tmp_path / "done.ipynb"
+    nbformat.write(_lab("def double(x):\n" + body, check), path)
+    report = grade(path, cell_timeout=30)
+    assert report.score == score and len(report.checks) == 1
+    assert fragment in f"{report.checks[0].error}: {report.checks[0].message}"
+    payload = json.loads(report.to_json())
+    assert payload["score"] == score and payload["total"] == 1
+
+
+@pytest.mark.slow
+def test_grade_interrupts_an_infinite_loop_outside_any_check(tmp_path):
+    path = tmp_path / "loop.ipynb"
+    nbformat.write(_lab("while True:\n    pass\n", "# Check: anything\nprint('✓')\n"), path)
+    result = subprocess.run([sys.executable, "-m", "zen", "lab", "grade", str(path), "--timeout", "3", "--json", str(tmp_path / "r.json")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "score: 1/1" in result.stdout  # it finished rather than hung
+    assert "note: cell 1: KeyboardInterrupt" in result.stdout  # and says which cell was interrupted
+    payload = json.loads((tmp_path / "r.json").read_text())
+    assert payload["total"] == 1 and payload["cell_errors"]
+
+
+# ---------------------------------------------------------------- check helpers
+
+
+def test_check_tensor_messages_say_what_differs():
+    expected = torch.arange(6.0).reshape(2, 3)
+    labcheck.check_tensor(expected.clone(), expected, "same")
+    with pytest.raises(labcheck.LabCheckFailed, match=r"shape is \(3, 2\), expected \(2, 3\)"):
+        labcheck.check_tensor(expected.T, expected)
+    wrong = expected.clone()
+    wrong[1, 2] = 99
+    with pytest.raises(labcheck.LabCheckFailed, match=r"index \(1, 2\): expected 5, got 99"):
+        labcheck.check_tensor(wrong, expected, hint="look at the last column")
+    with pytest.raises(labcheck.LabCheckFailed, match="got None"):
+        labcheck.check_tensor(None, expected)
+    nan = expected.clone()
+    nan[0, 0] = float("nan")
+    with pytest.raises(labcheck.LabCheckFailed, match="NaN or inf"):
+        labcheck.check_tensor(nan, expected)
+    with pytest.raises(labcheck.LabCheckFailed, match="dtype"):
+        labcheck.check_tensor(expected.double(), expected, check_dtype=True)
+
+
+def test_check_function_reports_student_exceptions_and_timeouts():
+    def slow(x):
+        while True:
+            pass
+
+    with pytest.raises(labcheck.LabCheckFailed, match="ZeroDivisionError"):
+        labcheck.check_function(lambda x: 1 / 0, lambda x: x, [1])
+    with pytest.raises(labcheck.LabCheckFailed, match="still running"):
+        labcheck.check_function(slow, lambda x: x, [1], timeout=0.5)
+    with pytest.raises(labcheck.LabCheckFailed, match="missing keys"):
+        labcheck.check_function(lambda: {"a": torch.zeros(1)}, lambda: {"a": torch.zeros(1), "b": torch.zeros(1)}, [()])
+    with pytest.raises(labcheck.LabCheckFailed, match="not implemented yet"):
+        labcheck.check_function(lambda x: (_ for _ in ()).throw(NotImplementedError("TODO")), lambda x: x, [1])
+    with pytest.raises(ValueError, match="at least one case"):
+        labcheck.check_function(lambda x: x, lambda x: x, [])
+
+
+def test_check_function_does_not_let_students_modify_inputs():
+    x = torch.ones(3)
+
+    def sneaky(t):
+        t.mul_(0)
+        return t
+
+    with pytest.raises(labcheck.LabCheckFailed):
+        labcheck.check_function(sneaky, lambda t: t, [x])
+    assert torch.equal(x, torch.ones(3))
