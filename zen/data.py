@@ -131,3 +131,48 @@ def batches(
     for start in range(0, n, batch_size):
         idx = order[start : start + batch_size]
         yield split.x[idx], split.y[idx]
+
+
+#: Documentation topic families of :func:`pydoc_topic_sentences`: family name → ``pydoc_data`` topics.
+PYDOC_FAMILIES: dict[str, tuple[str, ...]] = {
+    "strings & formatting": ("string-methods", "formatstrings", "strings"),
+    "control flow": ("compound", "if", "while", "for", "try", "raise", "exceptions", "break", "continue", "pass",
+                     "return", "with", "assert", "else"),
+    "special methods": ("specialnames", "customization", "attribute-access", "numeric-types", "sequence-types",
+                        "context-managers", "callable-types"),
+    "debugger": ("debugger",),
+    "containers": ("typesseq", "typesseq-mutable", "typesmapping", "dict", "lists"),
+}
+
+
+def pydoc_topic_sentences(
+    min_chars: int = 40, max_chars: int = 250
+) -> tuple[list[str], torch.Tensor, list[str]]:
+    """Real sentences of Python's documentation labelled by the topic family they come from.
+
+    A sentence-classification task made from :func:`pydoc_corpus` (think of routing a user's
+    question to the right section of a manual): each sentence of a topic in
+    :data:`PYDOC_FAMILIES` gets that family's index. Sentences are split at ``. ! ?``, with
+    whitespace collapsed; only those of ``min_chars``–``max_chars`` characters that are mostly
+    letters (prose, not code or grammar) are kept. Duplicates are merged, and a sentence found
+    under two families is dropped, so no text has two labels.
+
+    Returns:
+        ``(sentences, labels (n,) int64, family_names)``, sorted by sentence (deterministic).
+    """
+    import re
+
+    from pydoc_data.topics import topics
+
+    validate.positive_int(min_chars, "min_chars")
+    if max_chars < min_chars:
+        raise ValueError(f"max_chars must be >= min_chars, got {max_chars} < {min_chars}")
+    families: dict[str, set[int]] = {}
+    for label, keys in enumerate(PYDOC_FAMILIES.values()):
+        for key in keys:
+            for s in re.split(r"(?<=[.!?])\s+", re.sub(r"\s+", " ", topics[key])):
+                if min_chars <= len(s) <= max_chars and sum(c.isalpha() for c in s) > 0.7 * len(s):
+                    families.setdefault(s, set()).add(label)
+    kept = sorted((s, next(iter(labels))) for s, labels in families.items() if len(labels) == 1)
+    sentences = [s for s, _ in kept]
+    return sentences, torch.tensor([y for _, y in kept]), list(PYDOC_FAMILIES)

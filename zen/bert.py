@@ -1,0 +1,509 @@
+"""Chapter 8 — BERT: a bidirectional Transformer encoder pre-trained by masked language modelling.
+
+BERT {cite}`devlin2019bert` reads a whole sentence (or a pair of sentences) at once and learns by
+filling in blanks. This module is the reference code of the chapter, built on
+:class:`zen.transformer.Encoder` (post-norm blocks, exact GELU, LayerNorm ε = 1e-12)::
+
+    input_ids (B, L) ─┬─ word embedding      (V, d)   ┐
+    token_type_ids ───┼─ segment embedding   (2, d)   ├─ sum → LayerNorm → dropout → (B, L, d)
+    positions 0..L-1 ─┴─ position embedding  (P, d)   ┘
+        → Encoder (n post-norm blocks)          → last_hidden_state (B, L, d)
+        → tanh(W · h[:, 0] + b)   ([CLS] token) → pooler_output (B, d)
+
+API
+---
+:data:`SPECIAL_TOKENS`
+    ``("[PAD]", "[CLS]", "[SEP]", "[MASK]")``. (A byte-level BPE never needs ``[UNK]``.)
+
+:func:`mask_tokens`
+    BERT's masking for MLM: choose 15 % of the *ordinary* tokens (never special tokens or
+    padding); of those, 80 % become ``[MASK]``, 10 % a random ordinary token, 10 % stay. Returns
+    the corrupted inputs and the labels (``-100`` = not predicted, ignored by the loss).
+
+:func:`encode_batch`
+    Token ids of ``[CLS] a [SEP]`` (or ``[CLS] a [SEP] b [SEP]`` for sentence pairs), padded:
+    ``input_ids``, ``token_type_ids`` (0 for segment A, 1 for B) and ``attention_mask`` (1 =
+    real token, 0 = padding), each ``(B, L)``.
+
+:class:`BertConfig`, :class:`BertModel`
+    ``BertModel(config)(input_ids, token_type_ids=None, attention_mask=None)`` returns a
+    :class:`BertOutput` ``(last_hidden_state (B, L, d), pooler_output (B, d))``.
+    :meth:`BertModel.attention_maps` returns every layer's attention weights for heat-maps.
+    :meth:`BertModel.from_hf` copies the weights of any Hugging Face ``transformers.BertModel``;
+    the outputs agree to float rounding (tests check 1e-5, padded batches included).
+
+:class:`BertForMaskedLM`
+    The MLM head (dense → GELU → LayerNorm → a decoder *tied* to the word embeddings, plus a
+    bias): ``forward → logits (B, L, V)``; :meth:`BertForMaskedLM.loss` computes the head only
+    at the masked positions (the fast path used in pre-training). ``from_hf`` takes a
+    ``transformers.BertForMaskedLM``.
+
+:class:`BertForSequenceClassification`
+    Dropout and a linear layer on the pooled ``[CLS]`` vector: ``forward → logits (B, C)``.
+    The loss is ``F.cross_entropy(logits, labels)`` on the *raw* logits (no softmax first).
+
+Loading the real ``bert-base-uncased`` (needs the network once; not run in CI)::
+
+    from transformers import BertModel as HFBert, BertTokenizer
+    hf = HFBert.from_pretrained("bert-base-uncased").eval()
+    tok = BertTokenizer.from_pretrained("bert-base-uncased")
+    model = zen.bert.BertModel.from_hf(hf).eval()
+    batch = tok(["a first sentence", "a second, longer sentence"], padding=True, return_tensors="pt")
+    hidden, pooled = model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
+    # hidden agrees with hf(**batch).last_hidden_state to about 1e-5
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from zen import validate
+from zen.transformer import ACTIVATIONS, Encoder, LearnedPositionalEmbedding
+
+__all__ = [
+    "SPECIAL_TOKENS",
+    "IGNORE_INDEX",
+    "mask_tokens",
+    "encode_batch",
+    "BertConfig",
+    "BertOutput",
+    "BertEmbeddings",
+    "BertModel",
+    "BertForMaskedLM",
+    "BertForSequenceClassification",
+]
+
+SPECIAL_TOKENS = ("[PAD]", "[CLS]", "[SEP]", "[MASK]")
+IGNORE_INDEX = -100  # label of a position the loss ignores (PyTorch's cross_entropy default)
+
+# Hugging Face's ``hidden_act`` names → zen.transformer activations
+_HF_ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "relu": "relu",
+                   "silu": "silu", "swish": "silu"}
+
+
+# ------------------------------------------------------------------------------------ masking
+def mask_tokens(
+    input_ids: torch.Tensor,
+    mask_token_id: int,
+    special_ids: Iterable[int],
+    vocab_size: int,
+    mask_prob: float = 0.15,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Corrupt ``input_ids (B, L)`` for masked language modelling (BERT's 80/10/10 rule).
+
+    Each ordinary token (an id not in ``special_ids``; padding must be one of them) is chosen
+    with probability ``mask_prob``. A chosen token is replaced by ``mask_token_id`` with
+    probability 0.8, by a uniformly random *ordinary* token with probability 0.1, and kept
+    with probability 0.1.
+
+    Args:
+        input_ids: integer ids ``(B, L)`` (any shape works).
+        mask_token_id: the id of ``[MASK]``.
+        special_ids: ids that are never chosen nor drawn as random replacements
+            (``[PAD]``, ``[CLS]``, ``[SEP]``, ``[MASK]`` …).
+        vocab_size: number of ids; random replacements are drawn from ``range(vocab_size)``
+            minus ``special_ids``.
+        mask_prob: share of ordinary tokens to predict, in ``(0, 1]``.
+        generator: a ``torch.Generator`` on the CPU for reproducible masks.
+
+    Returns:
+        ``(inputs, labels)``, both like ``input_ids``: ``labels`` holds the original id at the
+        chosen positions and ``IGNORE_INDEX`` (-100) everywhere else.
+    """
+    validate.tensor(input_ids, "input_ids")
+    if input_ids.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"input_ids must be an integer tensor (int64), got {input_ids.dtype}")
+    validate.positive_int(vocab_size, "vocab_size")
+    if not 0.0 < mask_prob <= 1.0:
+        raise ValueError(f"mask_prob must be in (0, 1], got {mask_prob!r}")
+    special = torch.tensor(sorted(set(int(i) for i in special_ids)), dtype=torch.long)
+    if mask_token_id not in special.tolist():
+        raise ValueError(f"mask_token_id {mask_token_id} must be one of the special_ids {special.tolist()}")
+    if input_ids.numel() and (input_ids.min() < 0 or input_ids.max() >= vocab_size):
+        raise ValueError(f"input_ids must lie in [0, {vocab_size}), got values in "
+                         f"[{int(input_ids.min())}, {int(input_ids.max())}]")
+    ordinary_ids = torch.ones(vocab_size, dtype=torch.bool)
+    ordinary_ids[special[special < vocab_size]] = False
+    ordinary_ids = ordinary_ids.nonzero().squeeze(1)  # (n_ordinary,)
+    if len(ordinary_ids) == 0:
+        raise ValueError("every id is special: there is nothing to mask")
+
+    ids = input_ids.cpu().long()
+    u = torch.rand(ids.shape, generator=generator)  # one draw decides chosen / which replacement
+    can_mask = ~torch.isin(ids, special)
+    chosen = can_mask & (torch.rand(ids.shape, generator=generator) < mask_prob)
+    to_mask = chosen & (u < 0.8)
+    to_random = chosen & (u >= 0.8) & (u < 0.9)  # the remaining 10 % stay unchanged
+    random_ids = ordinary_ids[torch.randint(len(ordinary_ids), ids.shape, generator=generator)]
+
+    inputs = ids.clone()
+    inputs[to_mask] = mask_token_id
+    inputs[to_random] = random_ids[to_random]
+    labels = torch.where(chosen, ids, torch.full_like(ids, IGNORE_INDEX))
+    return inputs.to(input_ids.device, input_ids.dtype), labels.to(input_ids.device)
+
+
+def encode_batch(
+    tokenizer,
+    texts: Sequence[str],
+    pairs: Sequence[str] | None = None,
+    max_len: int = 128,
+) -> dict[str, torch.Tensor]:
+    """Tokenise sentences (or sentence pairs) into BERT's input layout, padded to the longest.
+
+    ``[CLS] a [SEP]`` or ``[CLS] a [SEP] b [SEP]``; long inputs are truncated (the longer
+    segment first) so that the whole fits ``max_len``.
+
+    Args:
+        tokenizer: any object with ``encode(str) -> list[int]`` and ``token_to_id(str)`` knowing
+            ``[PAD]``, ``[CLS]``, ``[SEP]`` (e.g. :class:`zen.tokenizers.BPETokenizer`).
+        texts: the first segments; pairs: the second segments (same length) or ``None``.
+
+    Returns:
+        ``input_ids``, ``token_type_ids``, ``attention_mask``: int64 tensors ``(B, L)``.
+    """
+    if isinstance(texts, str) or len(texts) == 0:
+        raise ValueError("texts must be a non-empty sequence of strings")
+    if pairs is not None and len(pairs) != len(texts):
+        raise ValueError(f"pairs must have one entry per text: got {len(pairs)} pairs for {len(texts)} texts")
+    budget = max_len - (3 if pairs is not None else 2)
+    if budget < 1:
+        raise ValueError(f"max_len={max_len} leaves no room for tokens after [CLS]/[SEP]")
+    cls, sep, pad = (tokenizer.token_to_id(t) for t in ("[CLS]", "[SEP]", "[PAD]"))
+    rows: list[tuple[list[int], list[int]]] = []
+    for i, text in enumerate(texts):
+        a = tokenizer.encode(text, allow_special=False)
+        b = tokenizer.encode(pairs[i], allow_special=False) if pairs is not None else []
+        while len(a) + len(b) > budget:  # trim the longer segment, one token at a time
+            if len(a) >= len(b):
+                a.pop()
+            else:
+                b.pop()
+        ids = [cls, *a, sep] + ([*b, sep] if pairs is not None else [])
+        types = [0] * (len(a) + 2) + [1] * (len(ids) - len(a) - 2)
+        rows.append((ids, types))
+    L = max(len(ids) for ids, _ in rows)
+    input_ids = torch.full((len(rows), L), pad, dtype=torch.long)
+    token_type_ids = torch.zeros(len(rows), L, dtype=torch.long)
+    attention_mask = torch.zeros(len(rows), L, dtype=torch.long)
+    for r, (ids, types) in enumerate(rows):
+        input_ids[r, : len(ids)] = torch.tensor(ids)
+        token_type_ids[r, : len(ids)] = torch.tensor(types)
+        attention_mask[r, : len(ids)] = 1
+    return {"input_ids": input_ids, "token_type_ids": token_type_ids, "attention_mask": attention_mask}
+
+
+# -------------------------------------------------------------------------------------- model
+@dataclass
+class BertConfig:
+    """Sizes of a BERT. The defaults are BERT-base (110 M parameters with a 30,522-id vocabulary)."""
+
+    vocab_size: int = 30522
+    hidden_size: int = 768
+    num_layers: int = 12
+    num_heads: int = 12
+    intermediate_size: int = 3072
+    max_position: int = 512
+    type_vocab_size: int = 2
+    dropout: float = 0.1
+    layer_norm_eps: float = 1e-12
+    activation: str = "gelu"
+    pad_token_id: int = 0
+    use_builtin: bool = False  # attention through F.scaled_dot_product_attention (fused kernels)
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size", "max_position",
+                     "type_vocab_size"):
+            validate.positive_int(getattr(self, name), name)
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size must be divisible by num_heads, got {self.hidden_size} and {self.num_heads}")
+        validate.in_range(self.dropout, "dropout", 0.0, 1.0)
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
+
+    @classmethod
+    def from_hf(cls, hf_config) -> BertConfig:
+        """The equivalent config of a ``transformers.BertConfig`` (dropouts kept as hidden_dropout_prob)."""
+        act = hf_config.hidden_act
+        if not isinstance(act, str) or act not in _HF_ACTIVATIONS:
+            raise ValueError(f"hidden_act {act!r} is not supported; expected one of {sorted(_HF_ACTIVATIONS)}")
+        kind = getattr(hf_config, "position_embedding_type", None) or "absolute"
+        if kind != "absolute":
+            raise ValueError(f"only absolute position embeddings are supported, got {kind!r}")
+        if getattr(hf_config, "is_decoder", False):
+            raise ValueError("a BERT configured as a decoder (is_decoder=True) is not supported")
+        return cls(
+            vocab_size=hf_config.vocab_size, hidden_size=hf_config.hidden_size,
+            num_layers=hf_config.num_hidden_layers, num_heads=hf_config.num_attention_heads,
+            intermediate_size=hf_config.intermediate_size, max_position=hf_config.max_position_embeddings,
+            type_vocab_size=hf_config.type_vocab_size, dropout=hf_config.hidden_dropout_prob,
+            layer_norm_eps=hf_config.layer_norm_eps, activation=_HF_ACTIVATIONS[act],
+            pad_token_id=hf_config.pad_token_id if hf_config.pad_token_id is not None else 0,
+        )
+
+
+class BertOutput(NamedTuple):
+    """What :class:`BertModel` returns: ``last_hidden_state (B, L, d)`` and ``pooler_output (B, d)``."""
+
+    last_hidden_state: torch.Tensor
+    pooler_output: torch.Tensor
+
+
+class BertEmbeddings(nn.Module):
+    """``LayerNorm(word[ids] + position[0..L-1] + segment[token_type_ids])`` then dropout: ``(B, L) → (B, L, d)``."""
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.word = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        self.position = LearnedPositionalEmbedding(config.max_position, config.hidden_size)
+        self.segment = nn.Embedding(config.type_vocab_size, config.hidden_size)
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
+        x = self.word(input_ids) + self.segment(token_type_ids)  # (B, L) -> (B, L, d)
+        return self.dropout(self.norm(self.position(x)))  # + position[0..L-1]
+
+
+def _check_inputs(
+    config: BertConfig,
+    input_ids: torch.Tensor,
+    token_type_ids: torch.Tensor | None,
+    attention_mask: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Validate the three inputs; return ``token_type_ids`` (zeros by default) and a key-padding mask."""
+    validate.ndim(input_ids, 2, "input_ids", "(batch, seq)")
+    if input_ids.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"input_ids must be an integer tensor, got {input_ids.dtype}")
+    B, L = input_ids.shape
+    if L > config.max_position:
+        raise ValueError(f"sequence length {L} exceeds max_position={config.max_position}")
+    if input_ids.numel() and (input_ids.min() < 0 or input_ids.max() >= config.vocab_size):
+        raise ValueError(f"input_ids must lie in [0, {config.vocab_size}), got values in "
+                         f"[{int(input_ids.min())}, {int(input_ids.max())}]")
+    if token_type_ids is None:
+        token_type_ids = torch.zeros_like(input_ids)
+    elif token_type_ids.shape != input_ids.shape:
+        raise ValueError(f"token_type_ids must have the shape of input_ids {(B, L)}, got {tuple(token_type_ids.shape)}")
+    elif token_type_ids.numel() and (token_type_ids.min() < 0 or token_type_ids.max() >= config.type_vocab_size):
+        raise ValueError(f"token_type_ids must lie in [0, {config.type_vocab_size}), got max {int(token_type_ids.max())}")
+    padding = None
+    if attention_mask is not None:
+        if attention_mask.shape != input_ids.shape:
+            raise ValueError(f"attention_mask must have the shape of input_ids {(B, L)} (1 = token, 0 = padding), "
+                             f"got {tuple(attention_mask.shape)}")
+        padding = attention_mask == 0  # (B, L) bool, True = padding (zen.attention's convention)
+    return token_type_ids, padding
+
+
+class BertModel(nn.Module):
+    """The BERT encoder: embeddings, ``num_layers`` post-norm blocks, and the ``[CLS]`` pooler.
+
+    ``forward(input_ids (B, L), token_type_ids (B, L) | None, attention_mask (B, L) | None)``
+    → :class:`BertOutput` ``(last_hidden_state (B, L, d), pooler_output (B, d))``.
+    ``attention_mask`` uses Hugging Face's convention: 1 (or True) = real token, 0 = padding.
+    """
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.embeddings = BertEmbeddings(config)
+        self.encoder = Encoder(
+            config.num_layers, config.hidden_size, config.num_heads, config.intermediate_size, config.dropout,
+            norm_first=False, activation=config.activation, layer_norm_eps=config.layer_norm_eps,
+            use_builtin=config.use_builtin,
+        )
+        self.pooler = nn.Linear(config.hidden_size, config.hidden_size)
+        self.apply(init_bert_weights)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+    ) -> BertOutput:
+        token_type_ids, padding = _check_inputs(self.config, input_ids, token_type_ids, attention_mask)
+        x = self.embeddings(input_ids, token_type_ids)  # (B, L) -> (B, L, d)
+        h = self.encoder(x, key_padding_mask=padding)  # (B, L, d)
+        pooled = torch.tanh(self.pooler(h[:, 0]))  # the [CLS] position: (B, d)
+        return BertOutput(h, pooled)
+
+    @torch.no_grad()
+    def attention_maps(
+        self,
+        input_ids: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Attention weights of every layer and head: ``(num_layers, B, heads, L, L)`` (rows sum to 1)."""
+        token_type_ids, padding = _check_inputs(self.config, input_ids, token_type_ids, attention_mask)
+        x = self.embeddings(input_ids, token_type_ids)
+        maps = []
+        for layer in self.encoder.layers:
+            h = layer.attn_norm(x) if layer.norm_first else x  # what the attention sub-layer sees
+            maps.append(layer.attn(h, key_padding_mask=padding, need_weights=True)[1])  # (B, h, L, L)
+            x = layer(x, key_padding_mask=padding)
+        return torch.stack(maps)
+
+    @classmethod
+    def from_hf(cls, hf_model) -> BertModel:
+        """A zen :class:`BertModel` with the weights of a Hugging Face ``transformers.BertModel``.
+
+        Pass ``hf.bert`` for a ``BertForMaskedLM`` / ``BertForSequenceClassification``. A model
+        built without a pooling layer keeps zen's freshly initialised pooler.
+        """
+        model = cls(BertConfig.from_hf(hf_model.config))
+        load_hf_encoder_weights(model, hf_model)
+        return model.to(next(hf_model.parameters()).device)
+
+    def num_parameters(self) -> int:
+        """Number of distinct parameters."""
+        return sum(p.numel() for p in self.parameters())
+
+
+@torch.no_grad()
+def init_bert_weights(module: nn.Module, std: float = 0.02) -> None:
+    """BERT's initialisation: ``N(0, 0.02)`` weights, zero biases, LayerNorm ``(1, 0)``; the padding row is zero."""
+    if isinstance(module, nn.Linear):
+        nn.init.normal_(module.weight, std=std)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Embedding):
+        nn.init.normal_(module.weight, std=std)
+        if module.padding_idx is not None:
+            module.weight[module.padding_idx].zero_()
+    elif isinstance(module, LearnedPositionalEmbedding):
+        nn.init.normal_(module.weight, std=std)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+@torch.no_grad()
+def load_hf_encoder_weights(model: BertModel, hf_model) -> None:
+    """Copy a Hugging Face ``BertModel``'s weights into ``model`` (same sizes), layer by layer."""
+    e, he = model.embeddings, hf_model.embeddings
+    e.word.weight.copy_(he.word_embeddings.weight)
+    e.position.weight.copy_(he.position_embeddings.weight)
+    e.segment.weight.copy_(he.token_type_embeddings.weight)
+    e.norm.load_state_dict(he.LayerNorm.state_dict())
+    if len(model.encoder.layers) != len(hf_model.encoder.layer):
+        raise ValueError(f"layer counts differ: {len(model.encoder.layers)} vs {len(hf_model.encoder.layer)}")
+    for ours, theirs in zip(model.encoder.layers, hf_model.encoder.layer):
+        a = theirs.attention
+        pairs = ((ours.attn.q_proj, a.self.query), (ours.attn.k_proj, a.self.key), (ours.attn.v_proj, a.self.value),
+                 (ours.attn.out_proj, a.output.dense), (ours.attn_norm, a.output.LayerNorm),
+                 (ours.ffn.fc1, theirs.intermediate.dense), (ours.ffn.fc2, theirs.output.dense),
+                 (ours.ffn_norm, theirs.output.LayerNorm))
+        for dst, src in pairs:
+            dst.load_state_dict(src.state_dict())
+    if getattr(hf_model, "pooler", None) is not None:
+        model.pooler.load_state_dict(hf_model.pooler.dense.state_dict())
+
+
+# -------------------------------------------------------------------------------------- heads
+class BertForMaskedLM(nn.Module):
+    """BERT with the MLM head ``decoder(LayerNorm(GELU(dense(h)))) + bias``; the decoder *is* the word embedding.
+
+    ``forward(input_ids, token_type_ids=None, attention_mask=None) → logits (B, L, V)``.
+    """
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.bert = BertModel(config)
+        self.transform = nn.Linear(config.hidden_size, config.hidden_size)
+        self.act = ACTIVATIONS[config.activation]
+        self.transform_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+        self.transform.apply(init_bert_weights)
+
+    @property
+    def decoder_weight(self) -> torch.Tensor:
+        """The output projection ``(V, d)``: the word-embedding matrix itself (weight tying)."""
+        return self.bert.embeddings.word.weight
+
+    def head(self, h: torch.Tensor) -> torch.Tensor:
+        """Hidden states ``(..., d)`` → vocabulary logits ``(..., V)``."""
+        h = self.transform_norm(self.act(self.transform(h)))
+        return F.linear(h, self.decoder_weight, self.bias)  # (..., d) -> (..., V)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        return self.head(self.bert(input_ids, token_type_ids, attention_mask).last_hidden_state)
+
+    def loss(
+        self,
+        input_ids: torch.Tensor,
+        labels: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Mean cross-entropy over the positions whose label is not ``IGNORE_INDEX``.
+
+        Equal to ``F.cross_entropy(self(input_ids, ...).flatten(0, 1), labels.flatten())`` but
+        runs the ``(d → V)`` head only at the ~15 % masked positions.
+        """
+        if labels.shape != input_ids.shape:
+            raise ValueError(f"labels must have the shape of input_ids {tuple(input_ids.shape)}, got {tuple(labels.shape)}")
+        picked = labels != IGNORE_INDEX  # (B, L) bool
+        if not picked.any():
+            raise ValueError("labels select no position (all are IGNORE_INDEX): nothing to predict")
+        h = self.bert(input_ids, token_type_ids, attention_mask).last_hidden_state
+        return F.cross_entropy(self.head(h[picked]), labels[picked])  # (n_masked, V) vs (n_masked,)
+
+    @classmethod
+    def from_hf(cls, hf_model) -> BertForMaskedLM:
+        """A zen model with the weights of a ``transformers.BertForMaskedLM``."""
+        model = cls(BertConfig.from_hf(hf_model.config))
+        load_hf_encoder_weights(model.bert, hf_model.bert)
+        p = hf_model.cls.predictions
+        with torch.no_grad():
+            model.transform.load_state_dict(p.transform.dense.state_dict())
+            model.transform_norm.load_state_dict(p.transform.LayerNorm.state_dict())
+            model.bias.copy_(p.decoder.bias if p.decoder.bias is not None else p.bias)
+        return model.to(next(hf_model.parameters()).device)
+
+
+class BertForSequenceClassification(nn.Module):
+    """BERT for sentence classification: ``logits = W · dropout(pooler_output) + b``, ``(B, num_labels)``.
+
+    Train with ``F.cross_entropy(logits, labels)`` on the raw logits.
+    """
+
+    def __init__(self, config: BertConfig, num_labels: int) -> None:
+        super().__init__()
+        validate.positive_int(num_labels, "num_labels")
+        self.config, self.num_labels = config, num_labels
+        self.bert = BertModel(config)
+        self.dropout = nn.Dropout(config.dropout)
+        self.classifier = nn.Linear(config.hidden_size, num_labels)
+        self.classifier.apply(init_bert_weights)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        pooled = self.bert(input_ids, token_type_ids, attention_mask).pooler_output  # (B, d)
+        return self.classifier(self.dropout(pooled))  # (B, d) -> (B, num_labels)
+
+    @classmethod
+    def from_pretrained(cls, encoder: BertModel, num_labels: int) -> BertForSequenceClassification:
+        """A classifier whose encoder starts from a copy of ``encoder``'s weights (the head is new)."""
+        model = cls(encoder.config, num_labels)
+        model.bert.load_state_dict(encoder.state_dict())
+        return model.to(next(encoder.parameters()).device)
+
