@@ -15,7 +15,7 @@ from packaging.version import Version
 
 #: distribution name -> minimum version the course is tested with
 REQUIRED = {
-    "torch": "2.2",
+    "torch": "2.6",
     "numpy": "1.24",
     "scikit-learn": "1.3",
     "matplotlib": "3.7",
