@@ -1,0 +1,239 @@
+"""Tests for zen.prune, zen.quant, zen.distill and zen.lowrank (chapter 16)."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+import torch.nn.utils.prune as tprune
+from torch import nn
+
+from zen import distill, lowrank, prune, quant
+
+
+def mlp(device, hidden=32):
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(16, hidden), nn.ReLU(), nn.Linear(hidden, 5)).to(device)
+
+
+# ---- pruning ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("scope", ["global", "layer"])
+def test_magnitude_masks_reach_sparsity(device, scope):
+    model = mlp(device)
+    masks = prune.magnitude_masks(model, 0.75, scope)
+    prune.apply_masks(model, masks)
+    assert prune.sparsity(model) == pytest.approx(0.75, abs=0.01)
+    if scope == "layer":
+        for name, p in prune.prunable(model).items():
+            assert (p == 0).float().mean().item() == pytest.approx(0.75, abs=0.02)
+
+
+def test_global_mask_matches_torch_prune(device):
+    a, b = mlp(device), mlp(device)
+    masks = prune.magnitude_masks(a, 0.6, "global")
+    params = [(b[0], "weight"), (b[2], "weight")]
+    tprune.global_unstructured(params, pruning_method=tprune.L1Unstructured, amount=0.6)
+    assert torch.equal(masks["0.weight"], b[0].weight_mask.bool())
+    assert torch.equal(masks["2.weight"], b[2].weight_mask.bool())
+
+
+def test_masked_weights_stay_zero_while_training(device):
+    model = mlp(device)
+    prune.apply_masks(model, prune.magnitude_masks(model, 0.5))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    x, y = torch.randn(64, 16, device=device), torch.randint(0, 5, (64,), device=device)
+    for _ in range(5):
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+    assert prune.sparsity(model) == pytest.approx(0.5, abs=0.01)
+
+
+def test_prune_hidden_units_exact_when_dropping_dead_units(device):
+    model = mlp(device)
+    with torch.no_grad():
+        model[0].weight[:8] = 0  # 8 dead units: removing them changes nothing
+        model[0].bias[:8] = 0
+    fc1, fc2 = prune.prune_hidden_units(model[0], model[2], keep=24)
+    assert fc1.weight.shape == (24, 16) and fc2.weight.shape == (5, 24)
+    x = torch.randn(10, 16, device=device)
+    torch.testing.assert_close(fc2(F.relu(fc1(x))), model(x))
+
+
+def test_prune_bad_input():
+    model = mlp("cpu")
+    with pytest.raises(ValueError, match="sparsity"):
+        prune.magnitude_masks(model, 1.5)
+    with pytest.raises(ValueError, match="scope"):
+        prune.magnitude_masks(model, 0.5, "row")
+    with pytest.raises(ValueError, match="keep"):
+        prune.prune_hidden_units(model[0], model[2], keep=64)
+    with pytest.raises(ValueError, match="shape"):
+        prune.apply_masks(model, {"0.weight": torch.ones(3, 3, dtype=torch.bool)})
+
+
+# ---- quantization ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("scheme", quant.SCHEMES)
+@pytest.mark.parametrize("axis", [None, 0, 1])
+@pytest.mark.parametrize("bits", [8, 4])
+def test_rounding_error_at_most_half_scale(device, scheme, axis, bits):
+    torch.manual_seed(bits)
+    x = torch.randn(17, 33, device=device) * torch.rand(17, 1, device=device) * 3 + 0.5
+    qt = quant.quantize(x, bits, scheme, axis)
+    qmin, qmax = quant.qrange(bits, scheme)
+    assert qt.q.dtype == torch.int8 and qt.q.min() >= qmin and qt.q.max() <= qmax
+    err = (x - qt.dequantize()).abs()
+    assert (err <= qt.scale / 2 * (1 + 1e-5) + 1e-7).all()
+    # the bound is tight-ish: some error is close to scale/2
+    assert (err / qt.scale).max() > 0.4
+
+
+def test_per_channel_beats_per_tensor_with_outlier_rows():
+    torch.manual_seed(0)
+    w = torch.randn(64, 64)
+    w[0] *= 100  # one row with large weights ruins the per-tensor scale
+    e_tensor = (w - quant.quantize(w).dequantize())[1:].abs().mean()
+    e_channel = (w - quant.quantize(w, axis=0).dequantize())[1:].abs().mean()
+    assert e_channel < e_tensor / 20
+
+
+def test_asymmetric_uses_full_range_on_one_sided_data():
+    x = torch.rand(1000) * 6  # post-ReLU-like, in [0, 6]
+    sym = quant.quantize(x, 8, "symmetric")
+    asym = quant.quantize(x, 8, "asymmetric")
+    assert asym.scale < sym.scale * 0.51  # 255 levels instead of 127
+    assert quant.dequantize(asym).sub(x).abs().max() <= asym.scale / 2 * (1 + 1e-5)
+
+
+def test_zero_is_exact():
+    x = torch.tensor([0.0, 0.3, 1.7, 2.0])
+    for scheme in quant.SCHEMES:
+        assert quant.quantize(x, 8, scheme).dequantize()[0] == 0
+
+
+def test_int_matmul_exact(device):
+    g = torch.Generator().manual_seed(0)
+    a = torch.randint(-127, 128, (8, 300), generator=g, dtype=torch.int8).to(device)
+    b = torch.randint(-127, 128, (300, 5), generator=g, dtype=torch.int8).to(device)
+    got = quant.int_matmul(a, b)
+    assert got.dtype == torch.int32
+    assert torch.equal(got.cpu().long(), a.cpu().long() @ b.cpu().long())
+
+
+def test_int8_linear_close_to_float(device):
+    torch.manual_seed(0)
+    lin = nn.Linear(64, 32).to(device)
+    x = torch.randn(4, 7, 64, device=device)
+    q = quant.Int8Linear.from_float(lin)
+    ref = lin(x)
+    assert q(x).shape == ref.shape
+    assert (q(x) - ref).abs().max() < 0.02 * ref.abs().max()
+
+
+def test_fake_quant_straight_through(device):
+    x = torch.randn(5, 6, device=device, requires_grad=True)
+    y = quant.fake_quant(x, 4)
+    torch.testing.assert_close(y, quant.quantize(x, 4).dequantize())
+    (y * torch.arange(6.0, device=device)).sum().backward()
+    torch.testing.assert_close(x.grad, torch.arange(6.0, device=device).expand(5, 6))
+
+
+def test_fake_quant_linear_matches_int8_linear():
+    torch.manual_seed(0)
+    lin = nn.Linear(16, 8)
+    x = torch.randn(3, 16)
+    fq = quant.FakeQuantLinear.from_float(lin, quantize_input=False)
+    w_hat = quant.quantize(lin.weight, axis=0).dequantize()
+    torch.testing.assert_close(fq(x), F.linear(x, w_hat, lin.bias))
+
+
+def test_swap_linears_and_size():
+    model = nn.Sequential(nn.Linear(256, 512), nn.ReLU(), nn.Linear(512, 256))
+    before = quant.size_bytes(model)
+    quant.swap_linears(model, quant.Int8Linear.from_float)
+    assert isinstance(model[0], quant.Int8Linear)
+    assert quant.size_bytes(model) < before / 2.5
+
+
+def test_quant_bad_input():
+    x = torch.randn(4, 4)
+    for bits in (0, 1, 9, 16, 8.0):
+        with pytest.raises(ValueError, match="bits"):
+            quant.quantize(x, bits)
+    with pytest.raises(ValueError, match="non-empty"):
+        quant.quantize(torch.empty(0, 4))
+    with pytest.raises(ValueError, match="scheme"):
+        quant.quantize(x, 8, "affine")
+    with pytest.raises(ValueError, match="axis"):
+        quant.quantize(x, axis=2)
+    with pytest.raises(TypeError, match="floating"):
+        quant.quantize(torch.ones(3, dtype=torch.int64))
+    with pytest.raises(TypeError, match="int8"):
+        quant.int_matmul(torch.ones(2, 2), torch.ones(2, 2))
+    with pytest.raises(ValueError, match="inner"):
+        quant.int_matmul(torch.ones(2, 3, dtype=torch.int8), torch.ones(2, 2, dtype=torch.int8))
+
+
+# ---- distillation ----------------------------------------------------------------------
+
+def test_soft_loss_matches_kl_div(device):
+    torch.manual_seed(0)
+    s, t = torch.randn(8, 10, device=device), torch.randn(8, 10, device=device)
+    ref = F.kl_div(F.log_softmax(s / 3, -1), F.log_softmax(t / 3, -1), log_target=True, reduction="batchmean") * 9
+    torch.testing.assert_close(distill.soft_loss(s, t, 3.0), ref)
+
+
+def test_soft_loss_high_temperature_limit():
+    """Hinton et al. §2.1: T² KL → Σ (z_s − z_t)² / (2N) for zero-mean logits as T → ∞."""
+    torch.manual_seed(0)
+    s, t = torch.randn(4, 10, dtype=torch.float64), torch.randn(4, 10, dtype=torch.float64)
+    s, t = s - s.mean(-1, keepdim=True), t - t.mean(-1, keepdim=True)
+    limit = ((s - t) ** 2).sum(-1).mean() / (2 * 10)
+    torch.testing.assert_close(distill.soft_loss(s, t, 100.0), limit, rtol=1e-3, atol=0)
+
+
+def test_distillation_loss_mixes():
+    s, t, y = torch.randn(4, 3), torch.randn(4, 3), torch.tensor([0, 1, 2, 0])
+    torch.testing.assert_close(distill.distillation_loss(s, t, y, 2.0, alpha=0.0), F.cross_entropy(s, y))
+    torch.testing.assert_close(distill.distillation_loss(s, t, y, 2.0, alpha=1.0), distill.soft_loss(s, t, 2.0))
+
+
+def test_distill_bad_input():
+    with pytest.raises(ValueError, match="same shape"):
+        distill.soft_loss(torch.randn(2, 3), torch.randn(2, 4))
+    with pytest.raises(ValueError, match="temperature"):
+        distill.soft_loss(torch.randn(2, 3), torch.randn(2, 3), 0.0)
+    with pytest.raises(ValueError, match="non-empty"):
+        distill.soft_loss(torch.randn(0, 3), torch.randn(0, 3))
+    with pytest.raises(ValueError, match="alpha"):
+        distill.distillation_loss(torch.randn(2, 3), torch.randn(2, 3), torch.tensor([0, 1]), alpha=2.0)
+
+
+# ---- low rank --------------------------------------------------------------------------
+
+def test_svd_full_rank_is_exact(device):
+    torch.manual_seed(0)
+    lin = nn.Linear(12, 20).to(device)
+    fac = lowrank.svd_factorize(lin, 12)
+    x = torch.randn(5, 12, device=device)
+    torch.testing.assert_close(fac(x), lin(x), atol=1e-5, rtol=1e-4)
+
+
+def test_svd_truncation_error_is_eckart_young():
+    torch.manual_seed(0)
+    lin = nn.Linear(30, 20)
+    s = torch.linalg.svdvals(lin.weight.detach())
+    for r in (1, 5, 19):
+        fac = lowrank.svd_factorize(lin, r)
+        err = torch.linalg.matrix_norm(fac[1].weight @ fac[0].weight - lin.weight.detach())
+        torch.testing.assert_close(err, s[r:].pow(2).sum().sqrt(), rtol=1e-4, atol=1e-5)
+    assert lowrank.lowrank_parameters(20, 30, 5) == 250
+
+
+def test_lowrank_bad_input():
+    with pytest.raises(ValueError, match="rank must be <="):
+        lowrank.svd_factorize(nn.Linear(4, 3), 4)
+    with pytest.raises(ValueError, match="rank"):
+        lowrank.svd_factorize(nn.Linear(4, 3), 0)
+    with pytest.raises(TypeError, match="nn.Linear"):
+        lowrank.svd_factorize(nn.Conv1d(3, 3, 1), 1)
