@@ -11,8 +11,12 @@ import pytest
 from zen.notebooks import code_hash, find_notebooks, freshness_problems
 
 ROOT = Path(__file__).resolve().parents[1]
-# instructor sources (labs/source/) are never executed for the book; tests/test_labs.py gates them
-NOTEBOOKS = [p for p in find_notebooks([ROOT / "book", ROOT / "labs"]) if "source" not in p.parent.parts[-1:]]
+# instructor sources (labs/source/) are skipped: tests/test_labs.py gates them
+NOTEBOOKS = find_notebooks([ROOT / "book", ROOT / "labs"])
+
+
+def test_instructor_sources_are_not_in_the_fresh_set():
+    assert NOTEBOOKS and not any(p.parent.name == "source" for p in NOTEBOOKS)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: str(p.relative_to(ROOT)))

@@ -90,11 +90,18 @@ def freshness_problems(nb: nbformat.NotebookNode) -> list[str]:
 
 
 def find_notebooks(paths: Iterable[str | Path]) -> list[Path]:
-    """Expand files and folders into a sorted list of ``.ipynb`` files (checkpoints skipped)."""
+    """Expand files and folders into a sorted list of ``.ipynb`` files.
+
+    Folders skip checkpoints and instructor lab sources (``labs/source/``): those are never
+    executed for committed outputs; ``zen lab release`` and the lab gates run them.
+    """
     found: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found += [q for q in sorted(p.rglob("*.ipynb")) if ".ipynb_checkpoints" not in q.parts]
+            found += [
+                q for q in sorted(p.rglob("*.ipynb"))
+                if ".ipynb_checkpoints" not in q.parts and q.resolve().parent.parts[-2:] != ("labs", "source")
+            ]
         elif p.suffix == ".ipynb" and p.exists():
             found.append(p)
         else:
