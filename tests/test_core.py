@@ -161,3 +161,13 @@ def test_doctor_command_line():
     result = subprocess.run([sys.executable, "-m", "zen", "doctor"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "required packages" in result.stdout
+
+
+def test_accuracy_works_for_models_without_parameters():
+    class ArgmaxOfInput(nn.Module):
+        def forward(self, x):
+            return x
+
+    s = data.Split(torch.eye(4), torch.arange(4))
+    assert train.accuracy(ArgmaxOfInput(), s) == 1.0
+    assert train.model_device(ArgmaxOfInput()) == torch.device("cpu")

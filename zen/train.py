@@ -41,10 +41,17 @@ class History:
         return self.epochs[key][-1]
 
 
+def model_device(model: nn.Module) -> torch.device:
+    """The device of ``model``'s first parameter or buffer (CPU for a model with neither)."""
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
 @torch.no_grad()
 def accuracy(model: nn.Module, data: Split, batch_size: int = 512, device: torch.device | None = None) -> float:
     """Share of ``data`` that ``model`` classifies correctly (argmax of the last axis)."""
-    device = device or next(model.parameters()).device
+    device = device or model_device(model)
     was_training = model.training
     model.eval()
     correct = 0
@@ -63,7 +70,7 @@ def evaluate_loss(
     device: torch.device | None = None,
 ) -> float:
     """Mean of ``loss_fn`` over ``data`` (weighted by batch size)."""
-    device = device or next(model.parameters()).device
+    device = device or model_device(model)
     was_training = model.training
     model.eval()
     total = 0.0
@@ -105,7 +112,7 @@ def fit(
     """
     validate.positive_int(epochs, "epochs")
     validate.positive_int(batch_size, "batch_size")
-    device = device or next(model.parameters()).device
+    device = device or model_device(model)
     model.to(device).train()
     optimizer = optimizer or torch.optim.AdamW(model.parameters(), lr=1e-3)
     generator = torch.Generator().manual_seed(seed)
