@@ -17,33 +17,12 @@ from __future__ import annotations
 
 import argparse
 import platform
-import time
 
 import torch
 import torch.nn.functional as F
 
+from timing import interleaved_medians as timeit
 from zen.bert import IGNORE_INDEX, BertForMaskedLM, BertModel, mask_tokens
-
-
-def timeit(fns: dict, device: torch.device, warmup: int, reps: int) -> dict[str, float]:
-    """Median seconds per call of each ``fns[name]()``; calls are interleaved (round-robin), so
-    a burst of load on a shared machine hits every contender alike."""
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(reps):
-        for name, fn in fns.items():
-            sync()
-            start = time.perf_counter()
-            fn()
-            sync()
-            times[name].append(time.perf_counter() - start)
-    return {name: sorted(t)[len(t) // 2] for name, t in times.items()}
 
 
 def main() -> None:
