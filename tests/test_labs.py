@@ -189,3 +189,21 @@ def test_check_function_does_not_let_students_modify_inputs():
     with pytest.raises(labcheck.LabCheckFailed):
         labcheck.check_function(sneaky, lambda t: t, [x])
     assert torch.equal(x, torch.ones(3))
+
+
+@pytest.mark.slow
+def test_a_failed_check_shows_its_message_not_a_traceback_into_zen():
+    import nbclient
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("from zen.labcheck import check_true\ncheck_true(1 == 2, 'sum', 'one is not two', 'add')"),
+        nbformat.v4.new_code_cell("1 / 0"),
+    ]
+    nbclient.NotebookClient(nb, allow_errors=True, timeout=60).execute()
+    failed, crashed = (cell.outputs[0] for cell in nb.cells)
+    assert failed.output_type == "error" and failed.ename == "LabCheckFailed"  # still an error for graders
+    shown = "\n".join(failed.traceback)
+    assert "✗ sum: one is not two" in shown and "hint: add" in shown
+    assert "labcheck.py" not in shown and len(failed.traceback) == 1
+    assert crashed.ename == "ZeroDivisionError" and len(crashed.traceback) > 1  # other errors keep their traceback

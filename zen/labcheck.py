@@ -31,6 +31,30 @@ class StudentCodeTimeout(Exception):
     """The student's code ran longer than the check allows (an infinite loop?)."""
 
 
+def _show_check_failure(shell: Any, etype: type, value: BaseException, tb: Any, tb_offset: int | None = None) -> list[str]:
+    """IPython handler for :class:`LabCheckFailed`: show the check's message, not a traceback into ``zen``.
+
+    The cell still ends in an error (so "run all" stops there and graders see it); only the
+    display is shortened, because the frames inside the checking code mean nothing to a student.
+    """
+    stb = [f"\x1b[0;31m{etype.__name__}\x1b[0m: {value}"]
+    shell._showtraceback(etype, value, stb)  # IPython leaves the display to a custom handler
+    return stb
+
+
+def _install_ipython_display() -> None:
+    try:
+        from IPython import get_ipython
+    except ImportError:  # plain Python: the normal traceback
+        return
+    shell = get_ipython()
+    if shell is not None:
+        shell.set_custom_exc((LabCheckFailed,), _show_check_failure)
+
+
+_install_ipython_display()
+
+
 def _fail(name: str, what: str, hint: str) -> None:
     __tracebackhide__ = True  # IPython and pytest hide this frame: the student sees the check cell
     message = f"✗ {name}: {what}"
