@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from timing import interleaved_medians, synchronize
+from timing import forward_backward, interleaved_medians, synchronize
 from zen.attention import MultiHeadAttention, scaled_dot_product_attention
 
 
@@ -45,17 +45,6 @@ def peak_memory(fn, device: torch.device) -> float | None:
     return float(torch.cuda.max_memory_allocated(device) - before)
 
 
-def fwd_bwd(forward, *inputs: torch.Tensor):
-    """A closure running ``forward(*inputs)`` and backpropagating the sum of its output."""
-
-    def run() -> None:
-        for t in inputs:
-            t.grad = None
-        forward(*inputs).float().sum().backward()
-
-    return run
-
-
 def mib(x: float | None) -> str:
     return "n/a" if x is None else f"{x / 2**20:,.1f}"
 
@@ -68,8 +57,8 @@ def sdpa_table(args, device: torch.device, dtype: torch.dtype) -> None:
         gen = torch.Generator(device="cpu").manual_seed(n)
         q, k, v = (torch.randn(b, h, n, d, generator=gen).to(device, dtype).requires_grad_() for _ in range(3))
         fns = {
-            "zen": fwd_bwd(lambda q, k, v: scaled_dot_product_attention(q, k, v, is_causal=True), q, k, v),
-            "torch": fwd_bwd(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True), q, k, v),
+            "zen": forward_backward(lambda: scaled_dot_product_attention(q, k, v, is_causal=True).float().sum(), [q, k, v]),
+            "torch": forward_backward(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True).float().sum(), [q, k, v]),
         }
         t = interleaved_medians(fns, device, args.warmup, args.reps)
         m = {name: peak_memory(fn, device) for name, fn in fns.items()}
@@ -106,9 +95,9 @@ def mha_table(args, device: torch.device, dtype: torch.dtype) -> None:
         if diff > tol:
             raise AssertionError(f"zen and torch disagree at seq {n}: max |diff| = {diff:.2e} > {tol}")
         fns = {
-            "zen": fwd_bwd(lambda x: readable(x, is_causal=True), x),
-            "fused": fwd_bwd(lambda x: fused(x, is_causal=True), x),
-            "torch": fwd_bwd(lambda x: ref(x, x, x, attn_mask=causal, is_causal=True, need_weights=False)[0], x),
+            "zen": forward_backward(lambda: readable(x, is_causal=True).float().sum(), [x]),
+            "fused": forward_backward(lambda: fused(x, is_causal=True).float().sum(), [x]),
+            "torch": forward_backward(lambda: ref(x, x, x, attn_mask=causal, is_causal=True, need_weights=False)[0].float().sum(), [x]),
         }
         t = interleaved_medians(fns, device, args.warmup, args.reps)
         m = {name: peak_memory(fn, device) for name, fn in fns.items()}

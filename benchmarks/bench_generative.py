@@ -31,6 +31,7 @@ from torch.distributions import Independent, Normal, kl_divergence
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from timing import forward_backward, interleaved_medians  # noqa: E402
 from zen.gan import (  # noqa: E402
     MLPDiscriminator,
     MLPGenerator,
@@ -41,31 +42,6 @@ from zen.gan import (  # noqa: E402
     wgan_critic_loss,
 )
 from zen.vae import VAE, bernoulli_log_likelihood, gaussian_kl, train_vae  # noqa: E402
-
-
-def timed(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
-    """Median seconds per call of ``fn`` after two warm-up calls."""
-    for _ in range(2):
-        fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
-
-
-def fwd_bwd(loss_fn: Callable[[], torch.Tensor], leaves: list[torch.Tensor]) -> Callable[[], None]:
-    def run() -> None:
-        for leaf in leaves:
-            leaf.grad = None
-        loss_fn().backward()
-
-    return run
 
 
 def main() -> None:
@@ -118,10 +94,11 @@ def main() -> None:
         ),
     }
     print(f"1. losses, forward + backward over {args.n:,} elements")
-    print(f"| loss | zen ms | PyTorch ms | zen / PyTorch |\n|---|---:|---:|---:|")
+    print("| loss | zen ms | PyTorch ms | zen / PyTorch |\n|---|---:|---:|---:|")
     for label, (ours, ref, leaves) in pairs.items():
-        t_ours = timed(fwd_bwd(ours, leaves), device, args.repeats)
-        t_ref = timed(fwd_bwd(ref, leaves), device, args.repeats)
+        t = interleaved_medians({"ours": forward_backward(ours, leaves), "ref": forward_backward(ref, leaves)},
+                                device, 2, args.repeats)
+        t_ours, t_ref = t["ours"], t["ref"]
         print(f"| {label} | {1e3 * t_ours:.2f} | {1e3 * t_ref:.2f} | {t_ours / t_ref:.2f} |")
 
     # 2. the gradient penalty
@@ -142,10 +119,10 @@ def main() -> None:
 
         return run
 
-    plain = timed(critic_step(False), device, args.repeats)
-    with_gp = timed(critic_step(True), device, args.repeats)
+    t = interleaved_medians({"plain": critic_step(False), "gp": critic_step(True)}, device, 2, args.repeats)
+    plain, with_gp = t["plain"], t["gp"]
     print(f"\n2. one WGAN critic step (MLP 64-256-256-1, batch {args.batch})")
-    print(f"| step | ms | ratio |\n|---|---:|---:|")
+    print("| step | ms | ratio |\n|---|---:|---:|")
     print(f"| critic loss only | {1e3 * plain:.2f} | 1.00 |")
     print(f"| + gradient penalty | {1e3 * with_gp:.2f} | {with_gp / plain:.2f} |")
 

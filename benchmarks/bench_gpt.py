@@ -183,7 +183,7 @@ def gpu_benchmark(args) -> None:
         model.cpu()
         if device.type == "cuda":
             torch.cuda.empty_cache()
-    print(f"\n| model | tokens/s | TFLOP/s | MFU |\n|---|---:|---:|---:|")
+    print("\n| model | tokens/s | TFLOP/s | MFU |\n|---|---:|---:|---:|")
     for label, tps, mfu in results:
         print(f"| {label} | {tps:,.0f} | {fpt * tps / 1e12:.0f} | {mfu:.1%} |")
     if device.type == "cuda":

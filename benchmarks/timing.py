@@ -34,3 +34,14 @@ def interleaved_medians(
             synchronize(device)
             times[name].append(time.perf_counter() - start)
     return {name: sorted(t)[len(t) // 2] for name, t in times.items()}
+
+
+def forward_backward(loss_fn: Callable[[], torch.Tensor], leaves: list[torch.Tensor]) -> Callable[[], None]:
+    """A closure for the timers: clear the gradients of ``leaves``, then backpropagate ``loss_fn()``."""
+
+    def run() -> None:
+        for leaf in leaves:
+            leaf.grad = None
+        loss_fn().backward()
+
+    return run
