@@ -74,17 +74,8 @@ def mha_table(args, device: torch.device, dtype: torch.dtype) -> None:
           f"{'zen MiB':>10}{'fused MiB':>11}{'torch MiB':>11}")
     torch.manual_seed(0)
     ref = nn.MultiheadAttention(d_model, h, batch_first=True).to(device, dtype)
-    readable = MultiHeadAttention(d_model, h).to(device, dtype)
-    fused = MultiHeadAttention(d_model, h, use_builtin=True).to(device, dtype)
-    with torch.no_grad():
-        for zen_mha in (readable, fused):
-            for proj, w, bias in zip(
-                (zen_mha.q_proj, zen_mha.k_proj, zen_mha.v_proj),
-                ref.in_proj_weight.chunk(3), ref.in_proj_bias.chunk(3),
-            ):
-                proj.weight.copy_(w)
-                proj.bias.copy_(bias)
-            zen_mha.out_proj.load_state_dict(ref.out_proj.state_dict())
+    readable = MultiHeadAttention(d_model, h).to(device, dtype).load_torch_weights(ref)
+    fused = MultiHeadAttention(d_model, h, use_builtin=True).to(device, dtype).load_torch_weights(ref)
 
     for n in args.seqs:
         x = torch.randn(b, n, d_model, generator=torch.Generator().manual_seed(n)).to(device, dtype).requires_grad_()

@@ -92,17 +92,6 @@ def test_split_merge_roundtrip():
     assert torch.equal(merge_heads(h), x)
 
 
-def _copy_from_torch(ours: MultiHeadAttention, ref: nn.MultiheadAttention) -> None:
-    wq, wk, wv = ref.in_proj_weight.chunk(3, dim=0)
-    bq, bk, bv = ref.in_proj_bias.chunk(3)
-    with torch.no_grad():
-        for lin, w, b in ((ours.q_proj, wq, bq), (ours.k_proj, wk, bk), (ours.v_proj, wv, bv)):
-            lin.weight.copy_(w)
-            lin.bias.copy_(b)
-        ours.out_proj.weight.copy_(ref.out_proj.weight)
-        ours.out_proj.bias.copy_(ref.out_proj.bias)
-
-
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("use_builtin", [False, True])
 def test_mha_matches_nn_multiheadattention(seed, use_builtin, device):
@@ -114,7 +103,7 @@ def test_mha_matches_nn_multiheadattention(seed, use_builtin, device):
     cross = seed % 2 == 1
     ref = nn.MultiheadAttention(d, H, batch_first=True).to(device)
     ours = MultiHeadAttention(d, H, use_builtin=use_builtin).to(device)
-    _copy_from_torch(ours, ref)
+    ours.load_torch_weights(ref)
     x = _rand(g, B, L, d, device=device)
     mem = _rand(g, B, S, d, device=device) if cross else x
     S = mem.shape[1]
@@ -198,3 +187,19 @@ def test_bad_inputs_name_the_shapes():
         mha(torch.randn(2, 3, 8), torch.randn(2, 5, 8), torch.randn(2, 4, 8))
     with pytest.raises(ValueError, match=r"attn_mask of shape \(4, 4\)"):
         mha(torch.randn(2, 3, 8), attn_mask=torch.ones(4, 4, dtype=torch.bool))
+
+
+def test_load_torch_weights_rejects_what_does_not_map():
+    ref = nn.MultiheadAttention(8, 2, batch_first=True)
+    with pytest.raises(ValueError, match="embed_dim=8, num_heads=2.*d_model=8, n_heads=4"):
+        MultiHeadAttention(8, 4).load_torch_weights(ref)
+    with pytest.raises(ValueError, match="bias mismatch"):
+        MultiHeadAttention(8, 2, bias=False).load_torch_weights(ref)
+    with pytest.raises(ValueError, match="kdim = vdim = embed_dim"):
+        MultiHeadAttention(8, 2).load_torch_weights(nn.MultiheadAttention(8, 2, kdim=4, vdim=4))
+    with pytest.raises(TypeError, match="nn.MultiheadAttention, got Linear"):
+        MultiHeadAttention(8, 2).load_torch_weights(nn.Linear(8, 8))
+    no_bias = nn.MultiheadAttention(8, 2, bias=False, batch_first=True)
+    ours = MultiHeadAttention(8, 2, bias=False).load_torch_weights(no_bias)
+    x = torch.randn(2, 3, 8)
+    assert torch.allclose(ours(x), no_bias(x, x, x, need_weights=False)[0], atol=ATOL)

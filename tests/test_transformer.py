@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from zen.attention import KVCache, MultiHeadAttention
+from zen.attention import KVCache
 from zen.transformer import (
     Decoder,
     Encoder,
@@ -24,37 +24,13 @@ from zen.transformer import (
 ATOL = 1e-5
 
 
-def _copy_mha(ours: MultiHeadAttention, ref: nn.MultiheadAttention) -> None:
-    with torch.no_grad():
-        for lin, w, b in zip(
-            (ours.q_proj, ours.k_proj, ours.v_proj), ref.in_proj_weight.chunk(3), ref.in_proj_bias.chunk(3)
-        ):
-            lin.weight.copy_(w)
-            lin.bias.copy_(b)
-        ours.out_proj.load_state_dict(ref.out_proj.state_dict())
-
-
-def _copy_torch_layer(ours: TransformerBlock, ref: nn.Module) -> None:
-    """nn.TransformerEncoderLayer / nn.TransformerDecoderLayer → TransformerBlock."""
-    _copy_mha(ours.attn, ref.self_attn)
-    ours.ffn.fc1.load_state_dict(ref.linear1.state_dict())
-    ours.ffn.fc2.load_state_dict(ref.linear2.state_dict())
-    ours.attn_norm.load_state_dict(ref.norm1.state_dict())
-    if ours.cross_attn is not None:
-        _copy_mha(ours.cross_attn, ref.multihead_attn)
-        ours.cross_attn_norm.load_state_dict(ref.norm2.state_dict())
-        ours.ffn_norm.load_state_dict(ref.norm3.state_dict())
-    else:
-        ours.ffn_norm.load_state_dict(ref.norm2.state_dict())
-
-
 @pytest.mark.parametrize("norm_first", [False, True])
 @pytest.mark.parametrize("activation", ["relu", "gelu"])
 def test_encoder_block_matches_torch(norm_first, activation, device):
     torch.manual_seed(0)
     ref = nn.TransformerEncoderLayer(16, 4, 24, dropout=0.0, activation=activation, batch_first=True, norm_first=norm_first)
     ours = TransformerBlock(16, 4, 24, norm_first=norm_first, activation=activation)
-    _copy_torch_layer(ours, ref)
+    ours.load_torch_weights(ref)
     ref, ours = ref.to(device), ours.to(device)
     x = torch.randn(3, 7, 16, device=device, requires_grad=True)
     pad = torch.zeros(3, 7, dtype=torch.bool, device=device)
@@ -72,7 +48,7 @@ def test_decoder_stack_matches_torch(norm_first, device):
     ref = nn.TransformerDecoder(layer, 2, norm=nn.LayerNorm(16) if norm_first else None).to(device)
     ours = Decoder(2, 16, 2, 32, norm_first=norm_first, activation="relu").to(device)
     for o, r in zip(ours.layers, ref.layers):
-        _copy_torch_layer(o, r)
+        o.load_torch_weights(r)
     if norm_first:
         ours.norm.load_state_dict(ref.norm.state_dict())
     x, mem = torch.randn(2, 5, 16, device=device), torch.randn(2, 9, 16, device=device)
@@ -90,7 +66,7 @@ def test_encoder_stack_matches_torch(device):
     ref = nn.TransformerEncoder(layer, 3, norm=nn.LayerNorm(12), enable_nested_tensor=False).to(device)
     ours = Encoder(3, 12, 3, 20, norm_first=True, use_builtin=True).to(device)
     for o, r in zip(ours.layers, ref.layers):
-        _copy_torch_layer(o, r)
+        o.load_torch_weights(r)
     ours.norm.load_state_dict(ref.norm.state_dict())
     x = torch.randn(2, 6, 12, device=device)
     assert torch.allclose(ours(x), ref(x), atol=ATOL)
@@ -239,3 +215,15 @@ def test_rope_inside_attention_with_cache_equals_full_recompute():
     cache = KVCache()
     steps = [block(x[:, :1], cache=cache)] + [block(x[:, t : t + 1], cache=cache) for t in range(1, 5)]
     assert torch.allclose(torch.cat(steps, 1), block(x), atol=ATOL)
+
+
+def test_load_torch_weights_rejects_what_does_not_map():
+    enc = nn.TransformerEncoderLayer(16, 4, 24, batch_first=True)
+    with pytest.raises(ValueError, match="norm_first mismatch"):
+        TransformerBlock(16, 4, 24, norm_first=True).load_torch_weights(enc)
+    with pytest.raises(ValueError, match="cross_attention=True"):
+        TransformerBlock(16, 4, 24, cross_attention=True).load_torch_weights(enc)
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        TransformerBlock(16, 4, 32).load_torch_weights(enc)  # d_ff differs
+    with pytest.raises(TypeError, match="got Linear"):
+        TransformerBlock(16, 4, 24).load_torch_weights(nn.Linear(16, 16))

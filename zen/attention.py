@@ -40,7 +40,7 @@ API
     ``out_proj`` (weights ``(out_features, in_features)``), so pretrained weights map directly:
 
     * ``nn.MultiheadAttention``: ``in_proj_weight`` ``(3·d, d)`` → ``chunk(3, dim=0)`` gives
-      q, k, v; ``out_proj`` is the same.
+      q, k, v; ``out_proj`` is the same (:meth:`MultiHeadAttention.load_torch_weights`).
     * Hugging Face ``BertModel`` layer ``i``: ``attention.self.{query,key,value}`` →
       ``{q,k,v}_proj``; ``attention.output.dense`` → ``out_proj``.
     * Hugging Face ``GPT2LMHeadModel`` block ``i``: ``attn.c_attn`` is a fused ``Conv1D`` whose
@@ -254,6 +254,35 @@ class MultiHeadAttention(nn.Module):
 
     def extra_repr(self) -> str:
         return f"d_model={self.d_model}, n_heads={self.n_heads}, d_head={self.d_head}, use_builtin={self.use_builtin}"
+
+    @torch.no_grad()
+    def load_torch_weights(self, ref: nn.MultiheadAttention) -> MultiHeadAttention:
+        """Copy the weights of a ``torch.nn.MultiheadAttention`` of the same size into this module.
+
+        PyTorch stores q, k, v stacked in one ``in_proj_weight (3·d_model, d_model)``; its
+        ``chunk(3)`` gives ``q_proj``, ``k_proj``, ``v_proj``. Returns ``self``.
+        """
+        if not isinstance(ref, nn.MultiheadAttention):
+            raise TypeError(f"expected an nn.MultiheadAttention, got {type(ref).__name__}")
+        if ref.in_proj_weight is None or ref.bias_k is not None or ref.add_zero_attn:
+            raise ValueError("only nn.MultiheadAttention with kdim = vdim = embed_dim, no bias_k/bias_v and no "
+                             "add_zero_attn maps onto MultiHeadAttention")
+        if (ref.embed_dim, ref.num_heads) != (self.d_model, self.n_heads) or (self.kdim, self.vdim) != (self.d_model,) * 2:
+            raise ValueError(
+                f"size mismatch: nn.MultiheadAttention has embed_dim={ref.embed_dim}, num_heads={ref.num_heads}; "
+                f"this module has d_model={self.d_model}, n_heads={self.n_heads}, kdim={self.kdim}, vdim={self.vdim}"
+            )
+        if (ref.in_proj_bias is None) != (self.q_proj.bias is None):
+            raise ValueError(f"bias mismatch: nn.MultiheadAttention bias={ref.in_proj_bias is not None}, "
+                             f"this module bias={self.q_proj.bias is not None}")
+        projections = (self.q_proj, self.k_proj, self.v_proj)
+        for proj, w in zip(projections, ref.in_proj_weight.chunk(3)):  # (3·d, d) -> three (d, d)
+            proj.weight.copy_(w)
+        if ref.in_proj_bias is not None:
+            for proj, b in zip(projections, ref.in_proj_bias.chunk(3)):
+                proj.bias.copy_(b)
+        self.out_proj.load_state_dict(ref.out_proj.state_dict())
+        return self
 
     def forward(
         self,

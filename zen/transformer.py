@@ -155,6 +155,34 @@ class TransformerBlock(nn.Module):
     def extra_repr(self) -> str:
         return f"norm_first={self.norm_first}, causal={self.causal}"
 
+    @torch.no_grad()
+    def load_torch_weights(self, ref: nn.TransformerEncoderLayer | nn.TransformerDecoderLayer) -> TransformerBlock:
+        """Copy the weights of PyTorch's ``nn.TransformerEncoderLayer`` (or, for a block with
+        cross-attention, ``nn.TransformerDecoderLayer``) of the same size into this block. Returns ``self``.
+
+        Mapping: ``self_attn`` → ``attn``, ``multihead_attn`` → ``cross_attn``, ``linear1/2`` →
+        ``ffn.fc1/fc2``, ``norm1`` → ``attn_norm``, then ``norm2`` (and ``norm3``) in sub-layer order.
+        Only weights are copied: build the block with the layer's activation and LayerNorm epsilon.
+        """
+        decoder = isinstance(ref, nn.TransformerDecoderLayer)
+        if not (decoder or isinstance(ref, nn.TransformerEncoderLayer)):
+            raise TypeError(f"expected nn.TransformerEncoderLayer or nn.TransformerDecoderLayer, got {type(ref).__name__}")
+        if decoder != (self.cross_attn is not None):
+            raise ValueError("an nn.TransformerDecoderLayer maps onto a block with cross_attention=True, an "
+                             f"nn.TransformerEncoderLayer onto one without; this block has cross_attention={not decoder}")
+        if ref.norm_first != self.norm_first:
+            raise ValueError(f"norm_first mismatch: PyTorch layer {ref.norm_first}, this block {self.norm_first}")
+        self.attn.load_torch_weights(ref.self_attn)
+        norms = [self.attn_norm, self.ffn_norm]
+        if decoder:
+            self.cross_attn.load_torch_weights(ref.multihead_attn)
+            norms = [self.attn_norm, self.cross_attn_norm, self.ffn_norm]
+        for ours, theirs in zip(norms, (ref.norm1, ref.norm2, getattr(ref, "norm3", None))):
+            ours.load_state_dict(theirs.state_dict())
+        self.ffn.fc1.load_state_dict(ref.linear1.state_dict())  # raises on a size mismatch, naming the shapes
+        self.ffn.fc2.load_state_dict(ref.linear2.state_dict())
+        return self
+
     def _residual(self, x: torch.Tensor, norm: nn.LayerNorm, sublayer: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         if self.norm_first:
             return x + self.dropout(sublayer(norm(x)))  # pre-norm: the stream itself is never normalised
