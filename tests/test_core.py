@@ -51,6 +51,48 @@ def test_seed_everything_rejects_bad_seed(bad):
         zen.seed_everything(bad)
 
 
+def test_zen_seed_offsets_every_seed(monkeypatch):
+    monkeypatch.delenv("ZEN_SEED", raising=False)
+    assert zen.seed_offset() == 0
+    base = torch.rand(3, generator=zen.generator(2))
+    assert torch.equal(base, torch.rand(3, generator=torch.Generator().manual_seed(2)))
+    monkeypatch.setenv("ZEN_SEED", "3")
+    assert zen.seed_offset() == 3
+    assert torch.equal(torch.rand(3, generator=zen.generator(2)), torch.rand(3, generator=torch.Generator().manual_seed(5)))
+    assert zen.rng(2).random() == np.random.default_rng(5).random()
+    g = zen.seed_everything(2)
+    first = torch.rand(2)
+    torch.manual_seed(5)
+    assert torch.equal(first, torch.rand(2))
+    assert torch.equal(torch.rand(2, generator=g), torch.rand(2, generator=torch.Generator().manual_seed(5)))
+    # library functions that take a seed draw from the same offset stream
+    x3, _ = data.make_linear_regression(n=4, seed=0)
+    monkeypatch.setenv("ZEN_SEED", "0")
+    assert not torch.equal(x3, data.make_linear_regression(n=4, seed=0)[0])
+    assert torch.equal(x3, data.make_linear_regression(n=4, seed=3)[0])
+
+
+def test_generator_on_a_device(device):
+    g = zen.generator(0, device)
+    assert g.device.type == device.type
+    assert torch.rand(2, generator=g, device=device).device.type == device.type
+
+
+@pytest.mark.parametrize("bad", ["-1", "one", "1.5"])
+def test_zen_seed_rejects_bad_values(monkeypatch, bad):
+    monkeypatch.setenv("ZEN_SEED", bad)
+    with pytest.raises(ValueError, match="ZEN_SEED must be a non-negative integer"):
+        zen.generator(0)
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, "0", True])
+def test_generator_rejects_bad_seed(bad):
+    with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+        zen.generator(bad)
+    with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+        zen.rng(bad)
+
+
 def test_scale_knob(monkeypatch):
     monkeypatch.delenv("ZEN_SCALE", raising=False)
     assert zen.get_scale() == "small" and zen.by_scale(1, 2) == 1

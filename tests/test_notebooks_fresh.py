@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import nbformat
 import pytest
 
 from zen.notebooks import code_hash, find_notebooks, freshness_problems
+from zen.sweep import sweep_problems
 
 ROOT = Path(__file__).resolve().parents[1]
 # instructor sources (labs/source/) are skipped: tests/test_labs.py gates them
@@ -75,3 +77,38 @@ def test_every_book_notebook_is_in_the_toc():
     toc = (ROOT / "_toc.yml").read_text()
     for path in find_notebooks([ROOT / "book"]):
         assert f"book/{path.stem}" in toc, f"{path.name} is not listed in _toc.yml"
+
+
+# ---------------------------------------------------------------- every draw, not one
+
+BOOK = find_notebooks([ROOT / "book"])
+#: seeding that bypasses ZEN_SEED: notebooks use zen.seed_everything, zen.generator and zen.rng
+DIRECT_SEEDING = re.compile(
+    r"torch\.(cuda\.)?manual_seed(_all)?\(|\.manual_seed\(|np\.random\.seed\(|np\.random\.default_rng\(|"
+    r"np\.random\.RandomState\(|(?<![\w.])random\.seed\("
+)
+ALL_NOTEBOOKS = find_notebooks([ROOT / "book", ROOT / "labs"]) + sorted((ROOT / "labs" / "source").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("path", ALL_NOTEBOOKS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_seed_goes_through_zen(path):
+    nb = nbformat.read(path, as_version=4)
+    found = [line.strip() for c in nb.cells if c.cell_type == "code" for line in c.source.splitlines()
+             if DIRECT_SEEDING.search(line)]
+    assert not found, (f"{path.relative_to(ROOT)} seeds directly, so ZEN_SEED cannot move it: {found}; "
+                       "use zen.seed_everything(k), zen.generator(k) or zen.rng(k)")
+
+
+def test_direct_seeding_is_recognised():
+    for line in ["torch.manual_seed(0)", "g = torch.Generator().manual_seed(1)", "np.random.seed(3)",
+                 "rng = np.random.default_rng(0)", "random.seed(4)", "torch.cuda.manual_seed_all(0)"]:
+        assert DIRECT_SEEDING.search(line), line
+    for line in ["zen.seed_everything(0)", "g = zen.generator(1)", "rng = zen.rng(0)", "zen.generator(0, device)"]:
+        assert not DIRECT_SEEDING.search(line), line
+
+
+@pytest.mark.parametrize("path", BOOK, ids=lambda p: str(p.relative_to(ROOT)))
+def test_claims_were_swept_for_every_draw(path):
+    """`zen sweep` passed seeds 0-4 with 1 and 2 threads on this notebook's current code."""
+    problems = sweep_problems(path)
+    assert not problems, f"{path.relative_to(ROOT)}: " + "; ".join(problems[:4])

@@ -5,9 +5,9 @@ data, a training loop, plotting) is imported here; chapter modules are imported 
 for example ``from zen import attention``, so heavy optional libraries load only when used.
 """
 
-from zen.device import get_device, seed_everything
+from zen.device import generator, get_device, rng, seed_everything, seed_offset
 from zen.scale import by_scale, get_scale
 
 __version__ = "0.1.0"
 
-__all__ = ["get_device", "seed_everything", "by_scale", "get_scale", "__version__"]
+__all__ = ["get_device", "seed_everything", "generator", "rng", "seed_offset", "by_scale", "get_scale", "__version__"]

@@ -3,7 +3,8 @@
 Subcommands:
   doctor               check that this machine is ready for the course
   execute [PATH ...]   run notebooks top to bottom in a fresh kernel, outputs in place
-  check [PATH ...]     list notebooks whose committed outputs are stale (exit 1 if any)
+  check [PATH ...]     list notebooks whose committed outputs are stale or unswept (exit 1 if any)
+  sweep [PATH ...]     re-run notebooks over seeds and thread counts; record which claims hold
   lab release [SRC]    make student versions of instructor labs (labs/source/*.ipynb) and run them
   lab grade NOTEBOOK   grade a completed lab in a fresh kernel: a report and a JSON score
 """
@@ -38,15 +39,59 @@ def _check(args: argparse.Namespace) -> int:
 
     from zen.notebooks import find_notebooks, freshness_problems
 
+    from zen.sweep import sweep_problems
+
     status = 0
     for path in find_notebooks(args.paths or DEFAULT_NOTEBOOK_DIRS):
         problems = freshness_problems(nbformat.read(path, as_version=4))
+        if path.resolve().parent.name == "book":
+            problems += [f"sweep: {p}" for p in sweep_problems(path)]
         for problem in problems:
             print(f"{path}: {problem}")
         status |= bool(problems)
     if not status:
         print("all notebooks are fresh")
     return status
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from zen.notebooks import find_notebooks
+    from zen.sweep import RECORD_NAME, parse_ints, sweep, table, update_record
+
+    try:
+        seeds, threads = parse_ints(args.seeds, "seeds"), parse_ints(args.threads, "threads")
+    except ValueError as err:
+        print(f"zen sweep: {err}", file=sys.stderr)
+        return 2
+    paths = find_notebooks(args.paths or ["book"])
+    print(f"sweeping {len(paths)} notebook(s) x seeds {seeds} x threads {threads} "
+          f"on {args.cores or 'all'} core(s)", flush=True)
+
+    def show(result) -> None:
+        verdict = "pass" if result.passed else f"FAIL ({len(result.failures)} failing cell(s))"
+        print(f"  {result.notebook} seed {result.seed} threads {result.threads}: {verdict} "
+              f"in {result.seconds:.0f} s", flush=True)
+        for failure in result.failures:
+            print(f"      {failure}", flush=True)
+
+    results = sweep(paths, seeds, threads, cores=args.cores, timeout=args.timeout, on_result=show)
+    print()
+    print(table(results))
+    if not args.no_record:
+        record = Path(args.record) if args.record else None
+        groups: dict[Path, list] = {}
+        for r in results:
+            groups.setdefault(record or r.notebook.parent / RECORD_NAME, []).append(r)
+        for target, rs in groups.items():
+            if target.parent.name != "book" and record is None:
+                continue  # only the book keeps a record unless one is named
+            update_record(target, rs)
+            print(f"recorded in {target}")
+    failed = sum(not r.passed for r in results)
+    print(f"{len(results) - failed} passed, {failed} failed")
+    return 1 if failed else 0
 
 
 def _lab_release(args: argparse.Namespace) -> int:
@@ -95,6 +140,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="report notebooks whose outputs are stale")
     p.add_argument("paths", nargs="*", help="notebooks or folders (default: book/ and labs/)")
     p.set_defaults(func=_check)
+    p = sub.add_parser("sweep", help="re-run notebooks over seeds and thread counts (no outputs written)")
+    p.add_argument("paths", nargs="*", help="notebooks or folders (default: book/)")
+    p.add_argument("--seeds", default="0-4", help="ZEN_SEED values, e.g. 0-4 or 0,3 (default 0-4)")
+    p.add_argument("--threads", default="1,2", help="OMP_NUM_THREADS values (default 1,2)")
+    p.add_argument("--cores", type=int, default=None, help="cores to share between runs (default: all)")
+    p.add_argument("--timeout", type=int, default=900, help="seconds allowed per cell")
+    p.add_argument("--record", help="record file (default: _sweep.json beside book notebooks)")
+    p.add_argument("--no-record", action="store_true", help="do not write the record")
+    p.set_defaults(func=_sweep)
     lab = sub.add_parser("lab", help="release and grade lab notebooks").add_subparsers(dest="lab_command", required=True)
     p = lab.add_parser("release", help="generate student versions from labs/source/ and run them")
     p.add_argument("sources", nargs="*", help="instructor notebooks (default: labs/source/*.ipynb)")

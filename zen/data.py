@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from zen import validate
+from zen.device import generator as seeded_generator
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ def make_linear_regression(
         raise ValueError("weights must name at least one feature, got ()")
     if noise < 0:
         raise ValueError(f"noise must be non-negative, got {noise!r}")
-    g = torch.Generator().manual_seed(seed)
+    g = seeded_generator(seed)
     w = torch.tensor(weights, dtype=torch.float32)
     x = torch.rand(n, len(weights), generator=g)
     y = x @ w + bias + noise * torch.randn(n, generator=g)
@@ -113,7 +114,7 @@ def make_blobs_2d(
     """Gaussian blobs whose centres sit evenly on a circle: ``x`` ``(n, 2)``, labels ``y`` ``(n,)``."""
     validate.positive_int(n, "n")
     validate.positive_int(centers, "centers")
-    g = torch.Generator().manual_seed(seed)
+    g = seeded_generator(seed)
     angles = torch.arange(centers) * (2 * torch.pi / centers)
     mu = radius * torch.stack([angles.cos(), angles.sin()], dim=1)  # (centers, 2)
     y = torch.randint(centers, (n,), generator=g)

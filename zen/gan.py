@@ -34,6 +34,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from zen import validate
+from zen.device import generator as seeded_generator
 
 GENERATOR_LOSSES = ("saturating", "non_saturating")
 TRAIN_LOSSES = ("saturating", "non_saturating", "wgan-gp")
@@ -290,7 +291,7 @@ def train_gan(
         opt_d = torch.optim.Adam(D.parameters(), lr=lr_d, betas=betas)
     else:
         opt_g, opt_d = torch.optim.SGD(G.parameters(), lr=lr), torch.optim.SGD(D.parameters(), lr=lr_d)
-    rng = torch.Generator().manual_seed(seed)
+    rng = seeded_generator(seed)
     z_fixed = torch.randn(n_snapshot, G.latent_dim, generator=rng).to(device)
     history = GANHistory()
     G_ema = copy.deepcopy(G).eval().requires_grad_(False) if ema_decay is not None else None

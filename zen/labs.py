@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import re
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -153,20 +152,9 @@ def _check_name(cell: nbformat.NotebookNode, number: int) -> str:
 
 def run(nb: nbformat.NotebookNode, workdir: str | Path, cell_timeout: int = 60) -> nbformat.NotebookNode:
     """Execute ``nb`` in a fresh kernel, continuing past errors and interrupting cells that time out."""
-    from nbclient import NotebookClient
+    from zen.notebooks import run as run_notebook
 
-    nb = copy.deepcopy(nb)
-    env = {"ZEN_SCALE": "small", "TQDM_DISABLE": "1", "PYTHONHASHSEED": "0"}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        client = NotebookClient(nb, timeout=cell_timeout, kernel_name="python3", allow_errors=True,
-                                interrupt_on_timeout=True, resources={"metadata": {"path": str(workdir)}})
-        client.execute()
-    finally:
-        for k, v in saved.items():
-            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
-    return nb
+    return run_notebook(nb, workdir, timeout=cell_timeout, allow_errors=True, interrupt_on_timeout=True)
 
 
 def read_checks(nb: nbformat.NotebookNode) -> list[CheckResult]:

@@ -8,19 +8,25 @@ writes the outputs in place. It records in ``metadata.zen`` a hash of the code c
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
 import time
 from collections.abc import Iterable
-from contextlib import contextmanager
 from pathlib import Path
 
 import nbformat
 
-#: environment every execution gets: the default scale, no progress-bar widgets in the
-#: committed outputs, and a fixed hash seed so set/dict order cannot change results
-EXECUTION_ENV = {"ZEN_SCALE": "small", "TQDM_DISABLE": "1", "PYTHONHASHSEED": "0", "ZEN_DEVICE": "cpu"}
+#: environment every execution gets: the default scale and seed, the CPU, no progress-bar
+#: widgets in the outputs, and a fixed hash seed so set/dict order cannot change results
+EXECUTION_ENV = {
+    "ZEN_SCALE": "small",
+    "ZEN_SEED": "0",
+    "TQDM_DISABLE": "1",
+    "PYTHONHASHSEED": "0",
+    "ZEN_DEVICE": "cpu",
+}
 
 
 def code_hash(nb: nbformat.NotebookNode) -> str:
@@ -29,18 +35,39 @@ def code_hash(nb: nbformat.NotebookNode) -> str:
     return hashlib.sha256(json.dumps(sources).encode()).hexdigest()
 
 
-@contextmanager
-def _environment(extra: dict[str, str]):
-    saved = {k: os.environ.get(k) for k in extra}
-    os.environ.update(extra)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+def run(
+    nb: nbformat.NotebookNode,
+    workdir: str | Path,
+    env: dict[str, str] | None = None,
+    timeout: int = 900,
+    allow_errors: bool = False,
+    interrupt_on_timeout: bool = False,
+) -> nbformat.NotebookNode:
+    """Execute a copy of ``nb`` top to bottom in a fresh kernel and return it with its outputs.
+
+    The one notebook runner of the course: ``zen execute``, ``zen sweep``, ``zen lab grade`` and
+    the lab gates all call it. The kernel gets this process's environment updated with
+    :data:`EXECUTION_ENV` and then ``env``; this process's own environment is not touched, so
+    several notebooks can run at once from threads. With ``allow_errors`` execution continues
+    past failing cells (their errors are in the outputs); otherwise the first error not tagged
+    ``raises-exception`` raises ``nbclient.exceptions.CellExecutionError``.
+    """
+    from nbclient import NotebookClient
+
+    nb = copy.deepcopy(nb)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    client = NotebookClient(
+        nb,
+        timeout=timeout,
+        kernel_name="python3",
+        allow_errors=allow_errors,
+        interrupt_on_timeout=interrupt_on_timeout,
+        resources={"metadata": {"path": str(Path(workdir).resolve())}},
+    )
+    client.execute(env={**os.environ, **EXECUTION_ENV, **(env or {})})
+    return nb
 
 
 def execute(path: str | Path, timeout: int = 900, env: dict[str, str] | None = None) -> float:
@@ -49,19 +76,9 @@ def execute(path: str | Path, timeout: int = 900, env: dict[str, str] | None = N
     Cells tagged ``raises-exception`` may raise (lab check cells before the student's work);
     any other error stops execution and is re-raised, leaving the file untouched.
     """
-    from nbclient import NotebookClient
-
     path = Path(path)
-    nb = nbformat.read(path, as_version=4)
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            cell.outputs, cell.execution_count = [], None
     start = time.perf_counter()
-    with _environment({**EXECUTION_ENV, **(env or {})}):
-        client = NotebookClient(
-            nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent.resolve())}}
-        )
-        client.execute()
+    nb = run(nbformat.read(path, as_version=4), path.parent, env=env, timeout=timeout)
     seconds = time.perf_counter() - start
     used = {**EXECUTION_ENV, **(env or {})}
     nb.metadata["zen"] = {"code_hash": code_hash(nb), "scale": used["ZEN_SCALE"], "device": used["ZEN_DEVICE"]}

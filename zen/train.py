@@ -17,6 +17,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from zen import validate
+from zen.device import generator as seeded_generator
 from zen.data import Split, batches
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -115,7 +116,7 @@ def fit(
     device = device or model_device(model)
     model.to(device).train()
     optimizer = optimizer or torch.optim.AdamW(model.parameters(), lr=1e-3)
-    generator = torch.Generator().manual_seed(seed)
+    generator = seeded_generator(seed)
     history = History()
     name = "acc" if metric is accuracy else "metric"
 

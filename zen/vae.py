@@ -22,6 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from zen import validate
+from zen.device import generator as seeded_generator
 
 
 def _check_gaussian(mu: torch.Tensor, logvar: torch.Tensor) -> None:
@@ -157,7 +158,7 @@ def train_vae(
     validate.positive_int(batch_size, "batch_size")
     model.to(data.device).train()
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    rng = torch.Generator().manual_seed(seed)
+    rng = seeded_generator(seed)
     history = VAEHistory()
     for _ in tqdm(range(epochs), desc="VAE", disable=not progress):
         sums = torch.zeros(3)
