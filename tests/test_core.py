@@ -172,6 +172,20 @@ def test_fit_accepts_a_batch_function():
     assert history.final("train_loss") < 1e-4
 
 
+def test_fit_steps_the_scheduler_after_every_step():
+    model = nn.Linear(3, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5**step)
+    batch = (torch.randn(4, 3), torch.randn(4, 1))
+    train.fit(model, lambda: [batch, batch], epochs=3, metric=None, progress=False,
+              loss_fn=nn.functional.mse_loss, optimizer=opt, scheduler=sched)
+    assert opt.param_groups[0]["lr"] == 0.5**6  # 2 steps x 3 epochs
+    other = torch.optim.SGD(model.parameters(), lr=1.0)
+    with pytest.raises(ValueError, match="scheduler must schedule the optimizer"):
+        train.fit(model, lambda: [batch], epochs=1, metric=None, progress=False, loss_fn=nn.functional.mse_loss,
+                  optimizer=other, scheduler=sched)
+
+
 def test_plot_helpers_draw_labelled_figures():
     h = train.History()
     h.log(train_loss=1.0, test_acc=0.5)

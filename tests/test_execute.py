@@ -7,7 +7,7 @@ import sys
 
 import nbformat
 
-from zen.notebooks import execute, freshness_problems
+from zen.course.notebooks import execute, freshness_problems
 
 
 def _notebook(tmp_path, *sources):

@@ -16,8 +16,8 @@ import nbformat
 import pytest
 import torch
 
-from zen import labcheck
-from zen.labs import blank_regions, count_regions, gate_problems, grade, make_student, student_is_current
+from zen.course import labcheck
+from zen.course.labs import blank_regions, count_regions, gate_problems, grade, make_student, student_is_current
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = sorted((ROOT / "labs" / "source").glob("*.ipynb"))
@@ -54,7 +54,7 @@ def _lab(solution: str, check: str) -> nbformat.NotebookNode:
 
 
 SOLUTION = "def double(x):\n    ### BEGIN SOLUTION\n    # HINT: multiply by two\n    return 2 * x\n    ### END SOLUTION\n"
-GOOD_CHECK = "# Check: doubling\nfrom zen.labcheck import check_scalar\ncheck_scalar(double(21), 42.0, 'double')\n"
+GOOD_CHECK = "# Check: doubling\nfrom zen.course.labcheck import check_scalar\ncheck_scalar(double(21), 42.0, 'double')\n"
 
 
 def test_make_student_stubs_regions_and_tags_checks():
@@ -118,7 +118,7 @@ def test_a_broken_check_is_caught():
     ids=["correct", "wrong", "exception", "infinite-loop", "syntax-error"],
 )
 def test_grade_reports_each_kind_of_answer(tmp_path, body, score, fragment):
-    check = "# Check: doubling\nfrom zen.labcheck import check_function\ncheck_function(double, lambda x: 2 * x, [21], timeout=2)\n"
+    check = "# Check: doubling\nfrom zen.course.labcheck import check_function\ncheck_function(double, lambda x: 2 * x, [21], timeout=2)\n"
     path = tmp_path / "done.ipynb"
     nbformat.write(_lab("def double(x):\n" + body, check), path)
     report = grade(path, cell_timeout=30)
@@ -197,7 +197,7 @@ def test_a_failed_check_shows_its_message_not_a_traceback_into_zen():
 
     nb = nbformat.v4.new_notebook()
     nb.cells = [
-        nbformat.v4.new_code_cell("from zen.labcheck import check_true\ncheck_true(1 == 2, 'sum', 'one is not two', 'add')"),
+        nbformat.v4.new_code_cell("from zen.course.labcheck import check_true\ncheck_true(1 == 2, 'sum', 'one is not two', 'add')"),
         nbformat.v4.new_code_cell("1 / 0"),
     ]
     nbclient.NotebookClient(nb, allow_errors=True, timeout=60).execute()

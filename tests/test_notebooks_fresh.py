@@ -9,8 +9,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from zen.notebooks import code_hash, find_notebooks, freshness_problems
-from zen.sweep import sweep_problems
+from zen.course.notebooks import code_hash, find_notebooks, freshness_problems
+from zen.course.sweep import sweep_problems
 
 ROOT = Path(__file__).resolve().parents[1]
 # instructor sources (labs/source/) are skipped: tests/test_labs.py gates them

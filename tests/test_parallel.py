@@ -469,7 +469,7 @@ def test_ring_all_reduce_with_nccl():
 
 # ------------------------------------------------------------------------- lab checks
 
-from zen.parallel import checks  # noqa: E402
+from zen.course import parallel_checks as checks  # noqa: E402
 from zen.parallel.data_parallel import all_reduce_gradients  # noqa: E402
 from zen.parallel.tensor_parallel import reduce_from_parallel  # noqa: E402
 

@@ -7,8 +7,8 @@ import json
 import nbformat
 import pytest
 
-from zen import cli, sweep
-from zen.notebooks import code_hash
+from zen.course import cli, sweep
+from zen.course.notebooks import code_hash
 
 
 def _notebook(path, cells, tags=None):

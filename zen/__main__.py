@@ -1,5 +1,8 @@
-"""``python -m zen ...`` is the same as the ``zen`` console script."""
+"""``python -m zen ...`` is the same as the ``zen`` console script (the course's command line).
 
-from zen.cli import main
+This entry point is the one place outside :mod:`zen.course` that imports it; the library does not.
+"""
+
+from zen.course.cli import main
 
 raise SystemExit(main())

@@ -89,6 +89,7 @@ def fit(
     batch_size: int = 64,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy,
     optimizer: torch.optim.Optimizer | None = None,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     eval_data: Split | None = None,
     metric: Callable[[nn.Module, Split], float] | None = accuracy,
     device: torch.device | None = None,
@@ -104,6 +105,7 @@ def fit(
             ``(x, y)`` batches, called once per epoch.
         loss_fn: ``loss_fn(model(x), y)`` returns a scalar loss.
         optimizer: defaults to ``AdamW(lr=1e-3)`` over ``model.parameters()``.
+        scheduler: a learning-rate schedule of ``optimizer``, stepped after every optimizer step.
         eval_data, metric: after every epoch, ``metric(model, eval_data)`` is logged as
             ``test_metric`` (``test_acc`` when ``metric`` is :func:`accuracy`) and the mean
             loss as ``test_loss``; ``metric`` on the training split is logged as ``train_acc``.
@@ -116,6 +118,8 @@ def fit(
     device = device or model_device(model)
     model.to(device).train()
     optimizer = optimizer or torch.optim.AdamW(model.parameters(), lr=1e-3)
+    if scheduler is not None and scheduler.optimizer is not optimizer:
+        raise ValueError("scheduler must schedule the optimizer that fit steps (pass both)")
     generator = seeded_generator(seed)
     history = History()
     name = "acc" if metric is accuracy else "metric"
@@ -129,6 +133,8 @@ def fit(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
             losses.append(loss.item())
         if not losses:
             raise ValueError("data produced no batches")

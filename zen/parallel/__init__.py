@@ -8,7 +8,6 @@
 * :mod:`~zen.parallel.tensor_parallel` — Megatron column/row-parallel layers;
 * :mod:`~zen.parallel.pipeline` — GPipe and 1F1B schedules, bubbles, a real pipeline;
 * :mod:`~zen.parallel.calculator` — memory and communication of a strategy, and its widget;
-* :mod:`~zen.parallel.checks` — the labs' checks, which run a student's code in real processes;
 * ``python -m zen.parallel.train`` — a data-parallel training script for ``torchrun``.
 """
 

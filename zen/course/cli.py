@@ -18,13 +18,13 @@ DEFAULT_NOTEBOOK_DIRS = ["book", "labs"]
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    from zen.doctor import report
+    from zen.course.doctor import report
 
     return report()
 
 
 def _execute(args: argparse.Namespace) -> int:
-    from zen.notebooks import execute, find_notebooks
+    from zen.course.notebooks import execute, find_notebooks
 
     paths = find_notebooks(args.paths or DEFAULT_NOTEBOOK_DIRS)
     for path in paths:
@@ -37,9 +37,9 @@ def _execute(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     import nbformat
 
-    from zen.notebooks import find_notebooks, freshness_problems
+    from zen.course.notebooks import find_notebooks, freshness_problems
 
-    from zen.sweep import sweep_problems
+    from zen.course.sweep import sweep_problems
 
     status = 0
     for path in find_notebooks(args.paths or DEFAULT_NOTEBOOK_DIRS):
@@ -57,8 +57,8 @@ def _check(args: argparse.Namespace) -> int:
 def _sweep(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from zen.notebooks import find_notebooks
-    from zen.sweep import RECORD_NAME, parse_ints, sweep, table, update_record
+    from zen.course.notebooks import find_notebooks
+    from zen.course.sweep import RECORD_NAME, parse_ints, sweep, table, update_record
 
     try:
         seeds, threads = parse_ints(args.seeds, "seeds"), parse_ints(args.threads, "threads")
@@ -97,7 +97,7 @@ def _sweep(args: argparse.Namespace) -> int:
 def _lab_release(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from zen.labs import release
+    from zen.course.labs import release
 
     sources = [Path(p) for p in args.sources] or sorted(Path("labs/source").glob("*.ipynb"))
     if not sources:
@@ -110,7 +110,7 @@ def _lab_release(args: argparse.Namespace) -> int:
 
 
 def _lab_grade(args: argparse.Namespace) -> int:
-    from zen.labs import grade
+    from zen.course.labs import grade
 
     report = grade(args.notebook, cell_timeout=args.timeout)
     for c in report.checks:

@@ -7,7 +7,7 @@ is listed, not only the first. Pairs run in parallel while the cores allow (a pa
 ``t`` threads takes ``t`` cores).
 
 The result of each pair is recorded in ``book/_sweep.json`` against the code hash of the
-notebook it ran (:func:`zen.notebooks.code_hash`)::
+notebook it ran (:func:`zen.course.notebooks.code_hash`)::
 
     {"attention.ipynb": {"code_hash": "…", "results": {"seed0-threads1": "pass",
                                                        "seed1-threads1": "cell 12: AssertionError: …"}}}
@@ -31,7 +31,7 @@ from pathlib import Path
 
 import nbformat
 
-from zen.notebooks import code_hash, run
+from zen.course.notebooks import code_hash, run
 
 #: the draws every book notebook must pass: seeds 0–4, one and two threads
 REQUIRED_SEEDS = (0, 1, 2, 3, 4)

@@ -107,7 +107,7 @@ def student_is_current(source_path: Path) -> bool:
 
 def release(source_path: str | Path, execute: bool = True) -> Path:
     """Write the student version next to ``labs/source/`` and (by default) run it for its outputs."""
-    from zen.notebooks import execute as run_notebook
+    from zen.course.notebooks import execute as run_notebook
 
     source_path = Path(source_path)
     target = student_path(source_path)
@@ -152,7 +152,7 @@ def _check_name(cell: nbformat.NotebookNode, number: int) -> str:
 
 def run(nb: nbformat.NotebookNode, workdir: str | Path, cell_timeout: int = 60) -> nbformat.NotebookNode:
     """Execute ``nb`` in a fresh kernel, continuing past errors and interrupting cells that time out."""
-    from zen.notebooks import run as run_notebook
+    from zen.course.notebooks import run as run_notebook
 
     return run_notebook(nb, workdir, timeout=cell_timeout, allow_errors=True, interrupt_on_timeout=True)
 

@@ -2,8 +2,8 @@
 
 Each check starts a process group with :func:`zen.parallel.launch`, runs the student's
 function on every rank with small fixed inputs and compares with an independent reference
-(``dist.all_reduce``, one process, ``nn.Linear``). Like :mod:`zen.labcheck` it prints
-``✓ … passed`` or raises :class:`zen.labcheck.LabCheckFailed` naming the world size, the rank
+(``dist.all_reduce``, one process, ``nn.Linear``). Like :mod:`zen.course.labcheck` it prints
+``✓ … passed`` or raises :class:`zen.course.labcheck.LabCheckFailed` naming the world size, the rank
 and what differs, with a hint. An unfilled TODO, an exception on any rank and a deadlock
 (after ``timeout`` seconds) are reported the same way instead of hanging the notebook.
 """
@@ -18,7 +18,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from zen.labcheck import LabCheckFailed
+from zen.course.labcheck import LabCheckFailed
 from zen.parallel.launch import launch
 
 _COLLECTIVES = ("all_reduce", "reduce_scatter", "reduce_scatter_tensor", "reduce_scatter_single",
