@@ -10,7 +10,7 @@ Three implementations of ``y = x Wᵀ + b`` with the same weights:
 * ``fp32``: ``nn.Linear`` (float BLAS);
 * ``torch int8``: ``torch.ao.quantization.quantize_dynamic`` — int8 weights per tensor,
   activations quantized on the fly, FBGEMM/oneDNN int8 kernels;
-* ``zen int8``: :class:`zen.quant.Int8Linear` — int8 weights per output channel, activations
+* ``zen int8``: :class:`zen.compress.quant.Int8Linear` — int8 weights per output channel, activations
   per row, the readable int32 matmul (no vectorised int8 kernel).
 
 Error is ``max |y − y_fp32| / max |y_fp32|``. Sizes are bytes of ``torch.save(state_dict)`` of a
@@ -33,7 +33,8 @@ from torch.utils import benchmark
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from zen import quant  # noqa: E402
+from zen.compress import quant  # noqa: E402
+from zen.swap import swap_linears  # noqa: E402
 
 
 def dynamic_int8(module: nn.Module) -> nn.Module:
@@ -83,7 +84,7 @@ def main() -> None:
     n = sum(p.numel() for p in mlp.parameters())
     fp32 = state_bytes(mlp)
     tq_bytes = state_bytes(dynamic_int8(mlp))
-    zq_bytes = state_bytes(quant.swap_linears(copy.deepcopy(mlp), quant.Int8Linear.from_float))
+    zq_bytes = state_bytes(swap_linears(copy.deepcopy(mlp), quant.Int8Linear.from_float))
     print(f"\nMLP {'-'.join(map(str, dims))} ({n / 1e6:.2f} M parameters), torch.save(state_dict):\n")
     print("| format | bytes on disk | ratio to fp32 |")
     print("|---|---:|---:|")

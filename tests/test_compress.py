@@ -1,4 +1,4 @@
-"""Tests for zen.prune, zen.quant, zen.distill and zen.lowrank (chapter 16)."""
+"""Tests for zen.compress.prune, zen.compress.quant, zen.compress.distill and zen.compress.lowrank (chapter 16)."""
 
 import pytest
 import torch
@@ -6,7 +6,8 @@ import torch.nn.functional as F
 import torch.nn.utils.prune as tprune
 from torch import nn
 
-from zen import distill, lowrank, prune, quant
+from zen.compress import distill, lowrank, prune, quant
+from zen.swap import swap_linears
 
 
 def mlp(device, hidden=32):
@@ -150,7 +151,7 @@ def test_fake_quant_linear_matches_int8_linear():
 def test_swap_linears_and_size():
     model = nn.Sequential(nn.Linear(256, 512), nn.ReLU(), nn.Linear(512, 256))
     before = quant.size_bytes(model)
-    quant.swap_linears(model, quant.Int8Linear.from_float)
+    swap_linears(model, quant.Int8Linear.from_float)
     assert isinstance(model[0], quant.Int8Linear)
     assert quant.size_bytes(model) < before / 2.5
 

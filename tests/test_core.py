@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 import zen
-from zen import data, doctor, plot, train
+from zen import data, plot, train
+from zen.course import doctor
 
 
 def test_get_device_default_and_override(monkeypatch):
@@ -227,3 +228,14 @@ def test_accuracy_works_for_models_without_parameters():
     s = data.Split(torch.eye(4), torch.arange(4))
     assert train.accuracy(ArgmaxOfInput(), s) == 1.0
     assert train.model_device(ArgmaxOfInput()) == torch.device("cpu")
+
+
+def test_importing_zen_plot_changes_no_global_setting():
+    code = (
+        "import matplotlib; before = dict(matplotlib.rcParams)\n"
+        "import zen.plot\n"
+        "assert dict(matplotlib.rcParams) == before, 'importing zen.plot changed rcParams'\n"
+        "zen.plot.use_style()\n"
+        "assert matplotlib.rcParams['axes.grid'] is True\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

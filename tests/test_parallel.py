@@ -398,6 +398,29 @@ def test_pipeline_step_equals_single_process(name):
             torch.testing.assert_close(g, q.grad)
 
 
+def _pipeline_float64() -> tuple[float, list[torch.Tensor]]:
+    stage = _stages()[dist.get_rank()].double()
+    x = torch.randn(8, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    y = torch.randn(8, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    loss = pipeline_step(stage, x, y, F.mse_loss, 4, (2, 4))
+    return loss, [q.grad for q in stage.parameters()]
+
+
+def test_pipeline_step_receives_in_the_stage_dtype():
+    # the receive buffers follow the stage's parameters (dtype here; device on a GPU), so a
+    # float64 pipeline equals the float64 model in one process to float64 precision
+    stages = [s.double() for s in _stages()]
+    x = torch.randn(8, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    y = torch.randn(8, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    loss = F.mse_loss(nn.Sequential(*stages)(x), y)
+    loss.backward()
+    for s, (got_loss, grads) in enumerate(launch(_pipeline_float64, 3)):
+        assert got_loss == pytest.approx(loss.item(), abs=1e-12)
+        for g, q in zip(grads, stages[s].parameters()):
+            assert g.dtype == torch.float64
+            torch.testing.assert_close(g, q.grad, rtol=1e-12, atol=1e-12)
+
+
 # ----------------------------------------------------------------------------- calculator
 
 

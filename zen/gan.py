@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 
 from zen import validate
 from zen.device import generator as seeded_generator
+from zen.mlp import mlp
 
 GENERATOR_LOSSES = ("saturating", "non_saturating")
 TRAIN_LOSSES = ("saturating", "non_saturating", "wgan-gp")
@@ -143,15 +144,6 @@ def optimal_discriminator(p_data: torch.Tensor, p_g: torch.Tensor) -> torch.Tens
 
 
 # --------------------------------------------------------------------------- networks
-def _mlp(sizes: list[int], act: Callable[[], nn.Module]) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(nn.Linear(a, b))
-        if i < len(sizes) - 2:
-            layers.append(act())
-    return nn.Sequential(*layers)
-
-
 class MLPGenerator(nn.Module):
     """``G: (n, latent_dim) -> (n, out_dim)``: an MLP with ReLU hidden layers.
 
@@ -165,7 +157,7 @@ class MLPGenerator(nn.Module):
         if output not in ("linear", "sigmoid"):
             raise ValueError(f"output must be 'linear' or 'sigmoid', got {output!r}")
         self.latent_dim, self.out_dim, self.output = latent_dim, out_dim, output
-        self.net = _mlp([latent_dim] + [hidden] * depth + [out_dim], nn.ReLU)
+        self.net = mlp([latent_dim] + [hidden] * depth + [out_dim], nn.ReLU)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         validate.ndim(z, 2, "z", "(batch, latent_dim)")
@@ -192,7 +184,7 @@ class MLPDiscriminator(nn.Module):
         for value, name in ((in_dim, "in_dim"), (hidden, "hidden"), (depth, "depth")):
             validate.positive_int(value, name)
         self.in_dim = in_dim
-        self.net = _mlp([in_dim] + [hidden] * depth + [1], lambda: nn.LeakyReLU(0.2))
+        self.net = mlp([in_dim] + [hidden] * depth + [1], lambda: nn.LeakyReLU(0.2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         validate.ndim(x, 2, "x", "(batch, in_dim)")

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from zen import validate
+from zen.swap import swap_linears
 
 
 class LoRALinear(nn.Module):
@@ -103,21 +104,7 @@ def add_lora(model: nn.Module, r: int = 4, alpha: float = 8.0, names: tuple[str,
     :class:`LoRALinear`, in place. Only the LoRA factors stay trainable."""
     for p in model.parameters():
         p.requires_grad_(False)
-    found = []
-
-    def visit(module: nn.Module, prefix: str) -> None:
-        for name, child in module.named_children():
-            full = f"{prefix}{name}"
-            if type(child) is nn.Linear and (names is None or full in names):
-                setattr(module, name, LoRALinear(child, r, alpha))
-                found.append(full)
-            else:
-                visit(child, f"{full}.")
-
-    visit(model, "")
-    if not found:
-        raise ValueError(f"no nn.Linear matched names={names!r}")
-    return model
+    return swap_linears(model, lambda linear: LoRALinear(linear, r, alpha), names)
 
 
 def trainable_parameters(model: nn.Module) -> int:

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from zen import validate
 from zen.device import generator as seeded_generator
+from zen.mlp import mlp
 
 
 def _check_gaussian(mu: torch.Tensor, logvar: torch.Tensor) -> None:
@@ -84,15 +85,6 @@ def elbo(x: torch.Tensor, logits: torch.Tensor, mu: torch.Tensor, logvar: torch.
     return ELBO(elbo=rec - kl, reconstruction=rec, kl=kl)
 
 
-def _mlp(sizes: list[int]) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(nn.Linear(a, b))
-        if i < len(sizes) - 2:
-            layers.append(nn.ReLU())
-    return nn.Sequential(*layers)
-
-
 class VAE(nn.Module):
     """MLP VAE: encoder ``(n, in_dim) -> μ, log σ² (n, latent_dim)``, decoder ``(n, latent_dim) -> logits (n, in_dim)``."""
 
@@ -101,8 +93,8 @@ class VAE(nn.Module):
         for value, name in ((in_dim, "in_dim"), (latent_dim, "latent_dim"), (hidden, "hidden"), (depth, "depth")):
             validate.positive_int(value, name)
         self.in_dim, self.latent_dim = in_dim, latent_dim
-        self.encoder = _mlp([in_dim] + [hidden] * depth + [2 * latent_dim])
-        self.decoder = _mlp([latent_dim] + [hidden] * depth + [in_dim])
+        self.encoder = mlp([in_dim] + [hidden] * depth + [2 * latent_dim])
+        self.decoder = mlp([latent_dim] + [hidden] * depth + [in_dim])
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(n, in_dim) -> (μ, log σ²)``, each ``(n, latent_dim)``."""

@@ -20,6 +20,7 @@ from collections.abc import Callable
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from zen import validate
 from zen.parallel.collectives import Traffic, ring_all_reduce
@@ -60,17 +61,13 @@ def all_reduce_gradients(model: nn.Module, algorithm: str = "builtin", traffic: 
     missing = [i for i, p in enumerate(params) if p.grad is None]
     if missing:
         raise RuntimeError(f"parameters {missing} have no gradient: call loss.backward() before all_reduce_gradients")
-    bucket = torch.cat([p.grad.reshape(-1) for p in params])  # (total_params,) one message, not one per tensor
+    bucket = parameters_to_vector(p.grad for p in params)  # (total_params,) one message, not one per tensor
     if algorithm == "ring":
         ring_all_reduce(bucket, traffic)
     else:
         dist.all_reduce(bucket)
     bucket /= dist.get_world_size()
-    offset = 0
-    for p in params:
-        n = p.numel()
-        p.grad.copy_(bucket[offset : offset + n].view_as(p.grad))
-        offset += n
+    vector_to_parameters(bucket, (p.grad for p in params))  # each gradient becomes its slice of the bucket
 
 
 def data_parallel_step(

@@ -18,23 +18,11 @@ from collections.abc import Callable
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from zen.parallel.collectives import Traffic
 
 SERVER = 0
-
-
-@torch.no_grad()
-def _flat(tensors: list[torch.Tensor]) -> torch.Tensor:
-    return torch.cat([t.reshape(-1) for t in tensors])  # (total_params,)
-
-
-@torch.no_grad()
-def _unflat(flat: torch.Tensor, tensors: list[torch.Tensor]) -> None:
-    offset = 0
-    for t in tensors:
-        t.copy_(flat[offset : offset + t.numel()].view_as(t))
-        offset += t.numel()
 
 
 def parameter_server_step(
@@ -56,7 +44,7 @@ def parameter_server_step(
     model.zero_grad(set_to_none=False)
     loss = loss_fn(model(x), y)
     loss.backward()
-    grad = _flat([p.grad for p in params])
+    grad = parameters_to_vector(p.grad for p in params)  # (total_params,)
     p, r = dist.get_world_size(), dist.get_rank()
     with torch.no_grad():
         if r == SERVER:
@@ -64,7 +52,7 @@ def parameter_server_step(
             for src in range(1, p):  # push: the server's link receives p - 1 gradients
                 dist.recv(incoming, src)
                 grad += incoming
-            weights = _flat(params) - lr * grad / p
+            weights = parameters_to_vector(params) - lr * grad / p
             for dst in range(1, p):  # pull: and sends p - 1 parameter copies
                 dist.send(weights, dst)
                 if traffic is not None:
@@ -75,5 +63,5 @@ def parameter_server_step(
                 traffic.add(grad)
             weights = torch.empty_like(grad)
             dist.recv(weights, SERVER)
-        _unflat(weights, params)
+        vector_to_parameters(weights, params)
     return loss.item()

@@ -163,17 +163,24 @@ def pipeline_step(
     num_micro: int,
     activation_shape: tuple[int, ...],
     schedule_name: str = "1f1b",
+    dtype: torch.dtype | None = None,
 ) -> float:
     """Forward and backward of one batch through a pipeline; rank ``s`` runs ``stage`` ``s``.
 
     ``x`` ``(batch, …)`` is read on the first rank, ``y`` on the last; both are split into
     ``num_micro`` micro-batches. ``activation_shape`` is the shape of one micro-batch's
-    activation between stages (all boundaries alike). Gradients accumulate in ``stage``'s
-    parameters as for the mean loss over the whole batch; returns that loss on every rank.
+    activation between stages (all boundaries alike). Received activations and gradients live
+    on the device of ``stage``'s parameters, in ``dtype`` (default: their dtype), so the same
+    code runs on CPU (gloo) and GPU (NCCL). Gradients accumulate in ``stage``'s parameters as
+    for the mean loss over the whole batch; returns that loss on every rank.
     """
     p, s = dist.get_world_size(), dist.get_rank()
     m = validate.positive_int(num_micro, "num_micro (micro-batches)")
     ops = schedule(schedule_name, p, m)[s]
+    weight = next(stage.parameters(), None)
+    if weight is None:
+        raise ValueError("stage has no parameters: a pipeline stage must have weights to train")
+    device, dtype = weight.device, dtype or weight.dtype
     first, last = s == 0, s == p - 1
     if first:
         validate.tensor(x, "x")
@@ -188,13 +195,13 @@ def pipeline_step(
     inputs: dict[int, torch.Tensor] = {}
     outputs: dict[int, torch.Tensor] = {}
     sends = []  # (request, tensor): keep tensors alive until their isend completes
-    total = torch.zeros(())
+    total = torch.zeros((), device=device, dtype=torch.float64)  # the loss, summed over micro-batches
     for kind, i in ops:
         if kind == "F":
             if first:
                 inp = x_mb[i]
             else:
-                inp = torch.empty(activation_shape)
+                inp = torch.empty(activation_shape, device=device, dtype=dtype)
                 dist.recv(inp, s - 1)
                 inp.requires_grad_()
             out = stage(inp)

@@ -27,6 +27,7 @@ from collections.abc import Iterable
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from zen import validate
 from zen.parallel.collectives import ring_all_gather, ring_all_reduce, ring_reduce_scatter
@@ -108,7 +109,7 @@ class ShardedAdam:
         base, extra = divmod(total, self.world)
         self.lo = self.owned * base + min(self.owned, extra)
         self.hi = self.lo + base + (self.owned < extra)
-        self.master = torch.cat([p.detach().reshape(-1) for p in self.params])[self.lo : self.hi].float().clone()
+        self.master = parameters_to_vector(p.detach() for p in self.params)[self.lo : self.hi].float().clone()
         self.m = torch.zeros_like(self.master)  # (shard,) first moment
         self.v = torch.zeros_like(self.master)  # (shard,) second moment
         self.t = 0
@@ -123,7 +124,7 @@ class ShardedAdam:
 
     @torch.no_grad()
     def step(self) -> None:
-        grad = torch.cat([p.grad.reshape(-1) for p in self.params]).float()  # (total,)
+        grad = parameters_to_vector(p.grad for p in self.params).float()  # (total,)
         chunks = list(torch.tensor_split(grad, self.world))
         if self.stage == 1:
             ring_all_reduce(grad)  # every rank gets the full summed gradient, keeps its shard's part
@@ -141,7 +142,4 @@ class ShardedAdam:
         weights = list(torch.tensor_split(flat, self.world))
         weights[self.owned].copy_(self.master)
         ring_all_gather(weights)  # every rank receives every updated shard
-        offset = 0
-        for p in self.params:
-            p.copy_(flat[offset : offset + p.numel()].view_as(p))
-            offset += p.numel()
+        vector_to_parameters(flat.to(self.params[0].dtype), self.params)

@@ -192,16 +192,6 @@ class FakeQuantLinear(nn.Linear):
         return F.linear(x, w, self.bias)
 
 
-def swap_linears(model: nn.Module, make) -> nn.Module:
-    """Replace every ``nn.Linear`` in ``model`` (in place) by ``make(linear)`` and return it."""
-    for name, child in model.named_children():
-        if type(child) is nn.Linear:
-            setattr(model, name, make(child))
-        else:
-            swap_linears(child, make)
-    return model
-
-
 def size_bytes(model: nn.Module) -> int:
     """Bytes of ``torch.save(model.state_dict())``: the model's size on disk."""
     buf = io.BytesIO()
