@@ -1,4 +1,4 @@
-"""Benchmark: the GAN and VAE pieces of chapters 10–11 against PyTorch built-ins.
+"""Benchmark: the GAN and VAE pieces of the GAN and VAE chapters against PyTorch built-ins.
 
     python benchmarks/bench_generative.py                  # CPU, torch's default threads
     python benchmarks/bench_generative.py --threads 1

@@ -1,4 +1,4 @@
-"""Chapter 6 reference code: zen attention equals PyTorch's built-ins, forward and backward."""
+"""Reference code of the attention chapter: zen attention equals PyTorch's built-ins, forward and backward."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Chapter 2 reference code: the hand-written backward pass equals autograd and finite differences."""
+"""Reference code of the backpropagation chapter: the hand-written backward pass equals autograd and finite differences."""
 
 from __future__ import annotations
 

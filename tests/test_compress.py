@@ -1,4 +1,4 @@
-"""Tests for zen.compress.prune, zen.compress.quant, zen.compress.distill and zen.compress.lowrank (chapter 16)."""
+"""Tests for zen.compress.prune, zen.compress.quant, zen.compress.distill and zen.compress.lowrank (the compression chapter)."""
 
 import pytest
 import torch

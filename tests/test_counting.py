@@ -1,4 +1,4 @@
-"""Chapter 7 counting: formulas equal modules built by zen / Hugging Face, and FlopCounterMode."""
+"""Counting in the Transformer chapter: formulas equal modules built by zen / Hugging Face, and FlopCounterMode."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Chapter 1 reference code: closed form == gradient descent == autograd."""
+"""Reference code of the optimisation chapter: closed form == gradient descent == autograd."""
 
 from __future__ import annotations
 

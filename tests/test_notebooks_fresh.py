@@ -29,7 +29,7 @@ def test_committed_outputs_are_fresh(path):
 
 @pytest.fixture
 def fresh_notebook():
-    nb = nbformat.read(ROOT / "book" / "ch01_optimisation.ipynb", as_version=4)
+    nb = nbformat.read(ROOT / "book" / "optimisation.ipynb", as_version=4)
     assert not freshness_problems(nb)
     return nb
 

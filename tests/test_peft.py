@@ -1,4 +1,4 @@
-"""Tests for zen.peft (chapter 17): LoRA and adapters."""
+"""Tests for zen.peft (the PEFT chapter): LoRA and adapters."""
 
 import pytest
 import torch

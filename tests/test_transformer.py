@@ -1,4 +1,4 @@
-"""Chapter 7 reference code: zen blocks equal PyTorch's and Hugging Face's with weights copied."""
+"""Reference code of the Transformer chapter: zen blocks equal PyTorch's and Hugging Face's with weights copied."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Chapter 6 — scaled dot-product attention and multi-head attention.
+"""Scaled dot-product attention and multi-head attention.
 
 Attention lets each query position read a weighted average of value vectors, weighted by how
 well its query matches each key (Vaswani et al., 2017)::

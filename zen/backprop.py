@@ -1,4 +1,4 @@
-"""Chapter 2 — backpropagation by hand for a 2-layer MLP.
+"""Backpropagation by hand for a 2-layer MLP.
 
 ``x (n, d_in) → z1 = x W1 + b1 → h = act(z1) → logits = h W2 + b2 (n, d_out)``, trained with
 softmax cross-entropy. :class:`TwoLayerMLP` computes the forward pass, caches what the backward

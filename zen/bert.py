@@ -1,4 +1,4 @@
-"""Chapter 8 — BERT: a bidirectional Transformer encoder pre-trained by masked language modelling.
+"""BERT: a bidirectional Transformer encoder pre-trained by masked language modelling.
 
 BERT {cite}`devlin2019bert` reads a whole sentence (or a pair of sentences) at once and learns by
 filling in blanks. This module is the reference code of the chapter, built on

@@ -1,4 +1,4 @@
-"""Chapter 7 — counting a Transformer's parameters and FLOPs on paper.
+"""Counting a Transformer's parameters and FLOPs on paper.
 
 A Transformer's size follows from a handful of numbers (:class:`TransformerSize`). With
 ``d = d_model``, ``h`` heads of key width ``d_k`` and value width ``d_v`` (``h·d_k = h·d_v = d``

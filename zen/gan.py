@@ -1,4 +1,4 @@
-"""Chapter 10 — generative adversarial networks.
+"""Generative adversarial networks.
 
 A generator ``G`` maps noise ``z`` ``(n, latent)`` to samples ``(n, d)``; a discriminator
 ``D`` maps samples to a **logit** ``(n,)`` whose sigmoid is the probability "real". The game

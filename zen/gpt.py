@@ -135,7 +135,7 @@ def count_parameters(config: GPTConfig, include_position: bool = True) -> int:
     Per layer: two LayerNorms, the query/key/value and output projections (``4·d²`` + biases)
     and the feed-forward network (``2·d·d_ff`` + biases); plus the token (``V·d``) and position
     (``T·d``) embeddings, the final LayerNorm and — unless tied — the head (``d·V``). The
-    arithmetic is :func:`zen.counting.param_count`'s (chapter 7).
+    arithmetic is :func:`zen.counting.param_count`'s (the Transformer chapter).
     """
     parts = param_count(config.transformer_size())
     return parts["total"] - (0 if include_position else parts["positions"])

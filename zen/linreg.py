@@ -1,4 +1,4 @@
-"""Chapter 1 — learning as optimisation, on linear regression.
+"""Learning as optimisation, on linear regression.
 
 Model ``ŷ = x @ w + b`` with ``x`` ``(n, d)``, ``w`` ``(d,)``, ``b`` a scalar; loss the mean
 squared error. Three ways to the same minimum:

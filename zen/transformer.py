@@ -1,4 +1,4 @@
-"""Chapter 7 — the Transformer block and the stacks built from it.
+"""The Transformer block and the stacks built from it.
 
 One configurable block serves the whole book: the original encoder–decoder (post-norm,
 Vaswani et al., 2017), BERT (post-norm, GELU) and GPT-2 (pre-norm, GELU, causal, final

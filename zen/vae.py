@@ -1,4 +1,4 @@
-"""Chapter 11 — variational autoencoders.
+"""Variational autoencoders.
 
 An encoder ``q(z | x) = N(μ(x), diag σ²(x))`` and a decoder ``p(x | z)`` are trained together
 by maximising the evidence lower bound (Kingma & Welling, 2014)

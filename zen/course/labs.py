@@ -1,6 +1,6 @@
 """Lab notebooks: instructor sources, student versions, the CI gates, and grading.
 
-An instructor notebook ``labs/source/labNN_<slug>.ipynb`` is the source of truth. Solutions sit
+An instructor notebook ``labs/source/<concept>.ipynb`` is the source of truth. Solutions sit
 between nbgrader-style markers inside code cells::
 
     def mse(w, b, x, y):
@@ -90,7 +90,7 @@ def make_student(source: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 
 def student_path(source_path: Path) -> Path:
-    """``labs/source/labNN_x.ipynb`` → ``labs/labNN_x.ipynb``."""
+    """``labs/source/x.ipynb`` → ``labs/x.ipynb``."""
     return source_path.parent.parent / source_path.name
 
 

@@ -1,6 +1,6 @@
 """Executing notebooks and telling fresh outputs from stale ones.
 
-``zen execute book/ch01_optimisation.ipynb`` (or a folder, or nothing for ``book/`` and
+``zen execute book/optimisation.ipynb`` (or a folder, or nothing for ``book/`` and
 ``labs/``) runs each notebook top to bottom in a fresh kernel at the default scale and
 writes the outputs in place. It records in ``metadata.zen`` a hash of the code cells, so
 :func:`freshness_problems` can later tell when code changed after its outputs were made.

@@ -1,4 +1,4 @@
-"""Parallelism on ``torch.distributed`` (chapter 14), one module per idea.
+"""Parallelism on ``torch.distributed`` (the parallelism chapter), one module per idea.
 
 * :mod:`~zen.parallel.launch` — start worker processes (from a notebook or under ``torchrun``);
 * :mod:`~zen.parallel.collectives` — ring all-reduce from send/recv, the α–β cost model;
