@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 import zen
-from zen import data, doctor, plot, train
+from zen import data, plot, train
+from zen.course import doctor
 
 
 def test_get_device_default_and_override(monkeypatch):
