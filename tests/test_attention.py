@@ -203,3 +203,32 @@ def test_load_torch_weights_rejects_what_does_not_map():
     ours = MultiHeadAttention(8, 2, bias=False).load_torch_weights(no_bias)
     x = torch.randn(2, 3, 8)
     assert torch.allclose(ours(x), no_bias(x, x, x, need_weights=False)[0], atol=ATOL)
+
+
+def test_builtin_causal_with_weights_masks_the_future(device):
+    """Issue 16: use_builtin=True, is_causal=True, need_weights=True and no other mask."""
+    torch.manual_seed(0)
+    readable = MultiHeadAttention(12, 3).to(device).eval()
+    fused = MultiHeadAttention(12, 3, use_builtin=True).to(device).eval()
+    fused.load_state_dict(readable.state_dict())
+    x = torch.randn(2, 6, 12, device=device)
+    out, w = fused(x, is_causal=True, need_weights=True)
+    ref_out, ref_w = readable(x, is_causal=True, need_weights=True)
+    above = ~causal_mask(6, device=device)  # (L, S): True strictly above the diagonal
+    assert (w[..., above] == 0).all(), "a query attended to a later key"
+    assert torch.allclose(w, ref_w, atol=ATOL) and torch.allclose(out, ref_out, atol=ATOL)
+    assert torch.allclose(out, fused(x, is_causal=True), atol=ATOL)  # the fused kernel agrees
+
+
+def test_mha_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="n_heads must be a positive integer, got 0"):
+        MultiHeadAttention(8, 0)
+    with pytest.raises(ValueError, match=r"dropout must be in \[0.0, 1.0\], got -0.1"):
+        MultiHeadAttention(8, 2, dropout=-0.1)
+    with pytest.raises(TypeError, match="takes 3 positional arguments"):
+        MultiHeadAttention(8, 2, 0.1)  # everything after n_heads is keyword-only
+    mha = MultiHeadAttention(8, 2)
+    with pytest.raises(TypeError, match="query must be a torch.Tensor, got list"):
+        mha([[1.0] * 8])
+    with pytest.raises(TypeError, match="key_padding_mask must be bool"):
+        mha(torch.randn(1, 3, 8), key_padding_mask=torch.zeros(1, 3))

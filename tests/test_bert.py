@@ -23,7 +23,7 @@ SPECIAL = (PAD, CLS, SEP, MASK)
 
 
 def small_config(**kw) -> BertConfig:
-    base = dict(vocab_size=60, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=48, max_position=24,
+    base = dict(vocab_size=60, d_model=32, n_layers=2, n_heads=4, d_ff=48, max_len=24,
                 dropout=0.0)
     return BertConfig(**{**base, **kw})
 
@@ -219,7 +219,7 @@ def test_padding_does_not_change_real_tokens():
         (dict(input_ids=torch.zeros(5, dtype=torch.long)), ValueError, "input_ids must be 2-D"),
         (dict(input_ids=torch.zeros(1, 5)), TypeError, "integer"),
         (dict(input_ids=torch.full((1, 5), 60)), ValueError, r"\[0, 60\)"),
-        (dict(input_ids=torch.zeros(1, 30, dtype=torch.long)), ValueError, "max_position"),
+        (dict(input_ids=torch.zeros(1, 30, dtype=torch.long)), ValueError, "max_len"),
         (dict(token_type_ids=torch.zeros(1, 4, dtype=torch.long)), ValueError, "token_type_ids must have the shape"),
         (dict(token_type_ids=torch.full((1, 5), 2)), ValueError, "token_type_ids must lie"),
         (dict(attention_mask=torch.ones(2, 5)), ValueError, "attention_mask must have the shape"),
@@ -234,7 +234,7 @@ def test_bert_rejects_bad_input(kwargs, error, match):
 
 @pytest.mark.parametrize(
     "kwargs, match",
-    [(dict(hidden_size=30), "divisible"), (dict(activation="tanh"), "activation"), (dict(num_layers=0), "num_layers"),
+    [(dict(d_model=30), "divisible"), (dict(activation="tanh"), "activation"), (dict(n_layers=0), "n_layers"),
      (dict(dropout=1.5), "dropout")],
 )
 def test_config_rejects_bad_sizes(kwargs, match):

@@ -18,12 +18,13 @@ from zen.counting import (
     param_count,
     training_flops,
 )
-from zen.transformer import Decoder, EncoderDecoder, LearnedPositionalEmbedding
+from zen.positions import LearnedPositionalEmbedding
+from zen.transformer import BlockConfig, Decoder, EncoderDecoder
 
 
 def _encoder_decoder(s: TransformerSize, **kw) -> EncoderDecoder:
     return EncoderDecoder(
-        s.vocab, s.vocab, d_model=s.d_model, n_heads=s.n_heads, n_layers=s.n_enc_layers, n_dec_layers=s.n_layers,
+        s.vocab_size, s.vocab_size, d_model=s.d_model, n_heads=s.n_heads, n_layers=s.n_enc_layers, n_dec_layers=s.n_layers,
         d_ff=s.d_ff, dropout=0.0, share_embeddings=s.shared_embeddings, **kw,
     )
 
@@ -58,9 +59,9 @@ def test_gpt2_small_count_equals_hugging_face():
 
 
 def test_decoder_only_count_equals_zen_modules():
-    s = TransformerSize(d_model=32, n_heads=4, d_ff=64, n_layers=3, vocab=100, max_len=20, final_norm=True)
+    s = TransformerSize(d_model=32, n_heads=4, d_ff=64, n_layers=3, vocab_size=100, max_len=20, final_norm=True)
     parts = nn.ModuleList([nn.Embedding(100, 32), LearnedPositionalEmbedding(20, 32),
-                           Decoder(3, 32, 4, 64, norm_first=True, cross_attention=False)])
+                           Decoder(BlockConfig(32, 4, 64, norm_first=True), 3)])
     assert count_parameters(parts) == param_count(s)["total"]
     untied = param_count(TransformerSize(32, 4, 64, 3, 100, tie_output=False, bias=False))
     assert untied["lm_head"] == 3200 and untied["decoder"] == 3 * (4 * 32 * 32 + 2 * 32 * 64 + 2 * 32)
@@ -75,7 +76,7 @@ def _measured_flops(fn) -> int:
 
 def test_forward_flops_equal_flop_counter_for_an_encoder_decoder():
     torch.manual_seed(0)
-    s = TransformerSize(d_model=32, n_heads=4, d_ff=48, n_layers=2, n_enc_layers=3, vocab=40)
+    s = TransformerSize(d_model=32, n_heads=4, d_ff=48, n_layers=2, n_enc_layers=3, vocab_size=40)
     model = _encoder_decoder(s, tie_output=True).eval()
     src, tgt = torch.randint(0, 40, (2, 11)), torch.randint(0, 40, (2, 7))
     measured = _measured_flops(lambda: model(src, tgt))
@@ -84,8 +85,8 @@ def test_forward_flops_equal_flop_counter_for_an_encoder_decoder():
 
 def test_forward_flops_of_a_decoder_only_stack_and_the_6n_rule():
     torch.manual_seed(0)
-    s = TransformerSize(d_model=64, n_heads=4, d_ff=256, n_layers=2, vocab=1)
-    dec = Decoder(2, 64, 4, 256, norm_first=True, cross_attention=False)
+    s = TransformerSize(d_model=64, n_heads=4, d_ff=256, n_layers=2, vocab_size=1)
+    dec = Decoder(BlockConfig(64, 4, 256, norm_first=True), 2)
     x = torch.randn(1, 16, 64, requires_grad=True)
     fwd = forward_flops(s, seq_len=16)
     assert _measured_flops(lambda: dec(x)) == fwd["total"] - fwd["lm_head"]
@@ -99,7 +100,7 @@ def test_forward_flops_of_a_decoder_only_stack_and_the_6n_rule():
 def test_bad_sizes_are_rejected():
     with pytest.raises(ValueError, match="d_model must be divisible by n_heads"):
         TransformerSize(10, 3, 8, 1, 5)
-    with pytest.raises(ValueError, match="vocab must be a positive integer"):
+    with pytest.raises(ValueError, match="vocab_size must be a positive integer"):
         TransformerSize(8, 2, 8, 1, 0)
     with pytest.raises(ValueError, match="seq_len must be a positive integer"):
         forward_flops(VASWANI_BASE, 0)

@@ -16,7 +16,7 @@ from zen.gpt import (
 )
 from zen.train import evaluate_loss
 
-TINY = dict(vocab_size=61, block_size=24, n_layer=2, n_head=4, d_model=32)
+TINY = dict(vocab_size=61, max_len=24, n_layers=2, n_heads=4, d_model=32)
 
 
 def hf_gpt2(seed: int = 0, **overrides):
@@ -85,8 +85,8 @@ def test_kv_cache_chunks_equal_full_forward():
     idx = torch.randint(0, TINY["vocab_size"], (2, 20))
     cache = model.new_cache()
     pieces = [model(idx[:, a:b], cache=cache) for a, b in [(0, 7), (7, 8), (8, 15), (15, 20)]]
-    assert [len(c) for c in cache] == [20] * TINY["n_layer"]
-    assert cache[0].k.shape == (2, TINY["n_head"], 20, TINY["d_model"] // TINY["n_head"])
+    assert [len(c) for c in cache] == [20] * TINY["n_layers"]
+    assert cache[0].k.shape == (2, TINY["n_heads"], 20, TINY["d_model"] // TINY["n_heads"])
     assert torch.allclose(torch.cat(pieces, dim=1), model(idx), atol=1e-12)
 
 
@@ -98,7 +98,7 @@ def test_cached_generation_equals_uncached(device, kwargs):
     runs = []
     for use_cache in (True, False):
         g = torch.Generator(device=device).manual_seed(3)
-        # 30 new tokens run past block_size=24: the cropped window must also agree
+        # 30 new tokens run past max_len=24: the cropped window must also agree
         runs.append(model.generate(prompt, 30, use_cache=use_cache, generator=g, **kwargs))
     assert runs[0].shape == (2, 35)
     assert torch.equal(runs[0][:, :5], prompt) and torch.equal(runs[0], runs[1])
@@ -129,7 +129,7 @@ def test_flops_per_token_matches_flop_counter():
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
 
-    cfg = GPTConfig(vocab_size=128, block_size=32, n_layer=2, n_head=4, d_model=64)
+    cfg = GPTConfig(vocab_size=128, max_len=32, n_layers=2, n_heads=4, d_model=64)
     model = GPT(cfg)
     x = torch.randint(0, 128, (2, 32))
     # the math backend runs attention as batched matmuls, which the counter sees
@@ -172,10 +172,10 @@ def test_training_reduces_loss():
 
 # ------------------------------------------------------------------ bad input
 def test_rejects_bad_config():
-    with pytest.raises(ValueError, match="divisible by n_head"):
-        GPTConfig(d_model=30, n_head=4)
-    with pytest.raises(ValueError, match="n_layer must be a positive integer"):
-        GPTConfig(n_layer=0)
+    with pytest.raises(ValueError, match="divisible by n_heads"):
+        GPTConfig(d_model=30, n_heads=4)
+    with pytest.raises(ValueError, match="n_layers must be a positive integer"):
+        GPTConfig(n_layers=0)
     with pytest.raises(TypeError, match="config must be a GPTConfig"):
         GPT({"d_model": 8})
 
@@ -186,22 +186,22 @@ def test_rejects_bad_idx():
         model(torch.zeros(5, dtype=torch.long))
     with pytest.raises(TypeError, match="integer token ids"):
         model(torch.zeros(1, 5))
-    with pytest.raises(ValueError, match=r"token ids must be in \[0, 60\]"):
+    with pytest.raises(ValueError, match=r"idx must lie in \[0, 61\)"):
         model(torch.tensor([[0, 61]]))
-    with pytest.raises(ValueError, match="exceeds block_size 24"):
+    with pytest.raises(ValueError, match="exceeds max_len 24"):
         model(torch.zeros(1, 25, dtype=torch.long))
     with pytest.raises(ValueError, match="max_new_tokens must be a positive integer"):
         model.generate(torch.zeros(1, 2, dtype=torch.long), 0)
-    with pytest.raises(ValueError, match="need more than block_size"):
+    with pytest.raises(ValueError, match="need more than seq_len"):
         random_windows(torch.arange(5), 2, 8)
-    with pytest.raises(ValueError, match="need at least block_size"):
+    with pytest.raises(ValueError, match="need at least seq_len"):
         lm_windows(torch.arange(5), 8)
 
 
 def test_fused_and_readable_attention_agree():
     torch.manual_seed(0)
-    fused = GPT(GPTConfig(**TINY, fused_attention=True)).eval()
-    readable = GPT(GPTConfig(**TINY, fused_attention=False)).eval()
+    fused = GPT(GPTConfig(**TINY, use_builtin=True)).eval()
+    readable = GPT(GPTConfig(**TINY, use_builtin=False)).eval()
     readable.load_state_dict(fused.state_dict())
     idx = torch.randint(0, TINY["vocab_size"], (2, 16))
     assert torch.allclose(fused(idx), readable(idx), atol=1e-5)

@@ -9,17 +9,8 @@ import torch
 from torch import nn
 
 from zen.attention import KVCache
-from zen.transformer import (
-    Decoder,
-    Encoder,
-    EncoderDecoder,
-    FeedForward,
-    LearnedPositionalEmbedding,
-    RotaryEmbedding,
-    SinusoidalPositionalEncoding,
-    TransformerBlock,
-    sinusoidal_positions,
-)
+from zen.positions import LearnedPositionalEmbedding, RotaryEmbedding, SinusoidalPositionalEncoding, sinusoidal_positions
+from zen.transformer import BlockConfig, Decoder, Encoder, EncoderDecoder, FeedForward, TransformerBlock
 
 ATOL = 1e-5
 
@@ -29,7 +20,7 @@ ATOL = 1e-5
 def test_encoder_block_matches_torch(norm_first, activation, device):
     torch.manual_seed(0)
     ref = nn.TransformerEncoderLayer(16, 4, 24, dropout=0.0, activation=activation, batch_first=True, norm_first=norm_first)
-    ours = TransformerBlock(16, 4, 24, norm_first=norm_first, activation=activation)
+    ours = TransformerBlock(BlockConfig(16, 4, 24, norm_first=norm_first, activation=activation))
     ours.load_torch_weights(ref)
     ref, ours = ref.to(device), ours.to(device)
     x = torch.randn(3, 7, 16, device=device, requires_grad=True)
@@ -46,7 +37,7 @@ def test_decoder_stack_matches_torch(norm_first, device):
     torch.manual_seed(0)
     layer = nn.TransformerDecoderLayer(16, 2, 32, dropout=0.0, activation="relu", batch_first=True, norm_first=norm_first)
     ref = nn.TransformerDecoder(layer, 2, norm=nn.LayerNorm(16) if norm_first else None).to(device)
-    ours = Decoder(2, 16, 2, 32, norm_first=norm_first, activation="relu").to(device)
+    ours = Decoder(BlockConfig(16, 2, 32, norm_first=norm_first, activation="relu", cross_attention=True), 2).to(device)
     for o, r in zip(ours.layers, ref.layers):
         o.load_torch_weights(r)
     if norm_first:
@@ -64,7 +55,7 @@ def test_encoder_stack_matches_torch(device):
     torch.manual_seed(1)
     layer = nn.TransformerEncoderLayer(12, 3, 20, dropout=0.0, activation="gelu", batch_first=True, norm_first=True)
     ref = nn.TransformerEncoder(layer, 3, norm=nn.LayerNorm(12), enable_nested_tensor=False).to(device)
-    ours = Encoder(3, 12, 3, 20, norm_first=True, use_builtin=True).to(device)
+    ours = Encoder(BlockConfig(12, 3, 20, norm_first=True, use_builtin=True), 3).to(device)
     for o, r in zip(ours.layers, ref.layers):
         o.load_torch_weights(r)
     ours.norm.load_state_dict(ref.norm.state_dict())
@@ -73,29 +64,21 @@ def test_encoder_stack_matches_torch(device):
 
 
 def test_gpt2_weights_map_onto_a_decoder_only_stack():
-    """The documented GPT-2 mapping (split the fused c_attn, transpose Conv1D) reproduces HF GPT2Model."""
+    """zen.gpt's GPT-2 block map (split the fused c_attn, transpose Conv1D) reproduces HF GPT2Model."""
     pytest.importorskip("transformers")
     from transformers import GPT2Config, GPT2Model
+
+    from zen.gpt import load_hf_gpt2_block
 
     torch.manual_seed(0)
     cfg = GPT2Config(vocab_size=50, n_positions=16, n_embd=32, n_layer=2, n_head=4,
                      resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
     hf = GPT2Model(cfg).eval()
-    ours = Decoder(2, 32, 4, norm_first=True, activation="gelu_tanh", cross_attention=False,
-                   layer_norm_eps=cfg.layer_norm_epsilon).eval()
-    d = 32
-    with torch.no_grad():
-        for o, h in zip(ours.layers, hf.h):
-            for lin, w, b in zip((o.attn.q_proj, o.attn.k_proj, o.attn.v_proj),
-                                 h.attn.c_attn.weight.split(d, dim=1), h.attn.c_attn.bias.split(d)):
-                lin.weight.copy_(w.T)
-                lin.bias.copy_(b)
-            for lin, conv in ((o.attn.out_proj, h.attn.c_proj), (o.ffn.fc1, h.mlp.c_fc), (o.ffn.fc2, h.mlp.c_proj)):
-                lin.weight.copy_(conv.weight.T)
-                lin.bias.copy_(conv.bias)
-            o.attn_norm.load_state_dict(h.ln_1.state_dict())
-            o.ffn_norm.load_state_dict(h.ln_2.state_dict())
-        ours.norm.load_state_dict(hf.ln_f.state_dict())
+    block = BlockConfig(32, 4, norm_first=True, activation="gelu_tanh", layer_norm_eps=cfg.layer_norm_epsilon)
+    ours = Decoder(block, 2).eval()
+    for o, h in zip(ours.layers, hf.h):
+        load_hf_gpt2_block(o, h)
+    ours.norm.load_state_dict(hf.ln_f.state_dict())
     ids = torch.randint(0, 50, (2, 9))
     x = hf.wte(ids) + hf.wpe(torch.arange(9))
     assert torch.allclose(ours(x), hf(ids).last_hidden_state, atol=ATOL)
@@ -105,33 +88,29 @@ def test_bert_weights_map_onto_a_post_norm_encoder():
     pytest.importorskip("transformers")
     from transformers import BertConfig, BertModel
 
+    from zen.bert import load_hf_bert_layer
+
     torch.manual_seed(0)
     cfg = BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                      intermediate_size=48, max_position_embeddings=16,
                      hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     hf = BertModel(cfg, add_pooling_layer=False).eval()
-    ours = Encoder(2, 32, 4, 48, norm_first=False, activation="gelu", layer_norm_eps=cfg.layer_norm_eps).eval()
-    with torch.no_grad():
-        for o, h in zip(ours.layers, hf.encoder.layer):
-            a = h.attention
-            for lin, src in ((o.attn.q_proj, a.self.query), (o.attn.k_proj, a.self.key), (o.attn.v_proj, a.self.value),
-                             (o.attn.out_proj, a.output.dense), (o.ffn.fc1, h.intermediate.dense),
-                             (o.ffn.fc2, h.output.dense)):
-                lin.load_state_dict(src.state_dict())
-            o.attn_norm.load_state_dict(a.output.LayerNorm.state_dict())
-            o.ffn_norm.load_state_dict(h.output.LayerNorm.state_dict())
+    ours = Encoder(BlockConfig(32, 4, 48, activation="gelu", layer_norm_eps=cfg.layer_norm_eps), 2).eval()
+    for o, h in zip(ours.layers, hf.encoder.layer):
+        load_hf_bert_layer(o, h)
     ids = torch.randint(0, 50, (2, 8))
     attention_mask = torch.ones(2, 8, dtype=torch.long)
     attention_mask[1, 5:] = 0
     ref = hf(ids, attention_mask=attention_mask).last_hidden_state
-    out = ours(hf.embeddings(ids), key_padding_mask=attention_mask == 0)
+    with torch.no_grad():
+        out = ours(hf.embeddings(ids), key_padding_mask=attention_mask == 0)
     assert torch.allclose(out[0], ref[0], atol=ATOL)
     assert torch.allclose(out[1, :5], ref[1, :5], atol=ATOL)  # padded query rows are never read
 
 
 def test_decoder_cache_equals_full_recompute(device):
     torch.manual_seed(0)
-    dec = Decoder(2, 16, 4, norm_first=True, cross_attention=False).to(device).eval()
+    dec = Decoder(BlockConfig(16, 4, norm_first=True), 2).to(device).eval()
     x = torch.randn(1, 6, 16, device=device)
     caches = [KVCache() for _ in dec.layers]
     steps = [dec(x[:, :2], caches=caches)] + [dec(x[:, t : t + 1], caches=caches) for t in range(2, 6)]
@@ -187,30 +166,30 @@ def test_feedforward_and_bad_inputs():
     ffn = FeedForward(4, 8, activation="relu")
     x = torch.randn(3, 4)
     assert torch.allclose(ffn(x), ffn.fc2(torch.relu(ffn.fc1(x))))
-    with pytest.raises(ValueError, match="activation must be one of"):
+    with pytest.raises(ValueError, match=r"activation must be one of \[.*'relu'.*\], got 'swish'"):
         FeedForward(4, 8, activation="swish")
     with pytest.raises(ValueError, match="d_ff must be a positive integer"):
         FeedForward(4, 0)
-    block = TransformerBlock(8, 2, cross_attention=True)
+    block = TransformerBlock(BlockConfig(8, 2, cross_attention=True))
     with pytest.raises(ValueError, match="pass memory"):
         block(torch.randn(1, 3, 8))
     with pytest.raises(ValueError, match=r"x must be 3-D.*\(3, 8\)"):
         block(torch.randn(3, 8), torch.randn(1, 3, 8))
     with pytest.raises(ValueError, match="no cross-attention"):
-        TransformerBlock(8, 2)(torch.randn(1, 3, 8), torch.randn(1, 2, 8))
+        TransformerBlock(BlockConfig(8, 2))(torch.randn(1, 3, 8), torch.randn(1, 2, 8))
     with pytest.raises(ValueError, match="max_len is 4"):
         SinusoidalPositionalEncoding(8, 4)(torch.randn(1, 5, 8))
     with pytest.raises(ValueError, match="d_head must be even"):
         RotaryEmbedding(7)
-    with pytest.raises(ValueError, match="share_embeddings needs src_vocab == tgt_vocab"):
+    with pytest.raises(ValueError, match="share_embeddings needs src_vocab_size == tgt_vocab_size"):
         EncoderDecoder(5, 6, share_embeddings=True)
     with pytest.raises(ValueError, match="one KVCache per layer"):
-        Decoder(2, 8, 2, cross_attention=False)(torch.randn(1, 2, 8), caches=[KVCache()])
+        Decoder(BlockConfig(8, 2), 2)(torch.randn(1, 2, 8), caches=[KVCache()])
 
 
 def test_rope_inside_attention_with_cache_equals_full_recompute():
     torch.manual_seed(0)
-    block = TransformerBlock(16, 2, causal=True, norm_first=True, rope=RotaryEmbedding(8)).eval()
+    block = TransformerBlock(BlockConfig(16, 2, causal=True, norm_first=True), rope=RotaryEmbedding(8)).eval()
     x = torch.randn(2, 5, 16)
     cache = KVCache()
     steps = [block(x[:, :1], cache=cache)] + [block(x[:, t : t + 1], cache=cache) for t in range(1, 5)]
@@ -220,10 +199,43 @@ def test_rope_inside_attention_with_cache_equals_full_recompute():
 def test_load_torch_weights_rejects_what_does_not_map():
     enc = nn.TransformerEncoderLayer(16, 4, 24, batch_first=True)
     with pytest.raises(ValueError, match="norm_first mismatch"):
-        TransformerBlock(16, 4, 24, norm_first=True).load_torch_weights(enc)
+        TransformerBlock(BlockConfig(16, 4, 24, norm_first=True)).load_torch_weights(enc)
     with pytest.raises(ValueError, match="cross_attention=True"):
-        TransformerBlock(16, 4, 24, cross_attention=True).load_torch_weights(enc)
+        TransformerBlock(BlockConfig(16, 4, 24, cross_attention=True)).load_torch_weights(enc)
     with pytest.raises(RuntimeError, match="size mismatch"):
-        TransformerBlock(16, 4, 32).load_torch_weights(enc)  # d_ff differs
+        TransformerBlock(BlockConfig(16, 4, 32)).load_torch_weights(enc)  # d_ff differs
     with pytest.raises(TypeError, match="got Linear"):
-        TransformerBlock(16, 4, 24).load_torch_weights(nn.Linear(16, 16))
+        TransformerBlock(BlockConfig(16, 4, 24)).load_torch_weights(nn.Linear(16, 16))
+
+
+@pytest.mark.parametrize(
+    "make, error, match",
+    [
+        (lambda: BlockConfig(10, 3), ValueError, "d_model must be divisible by n_heads, got d_model=10, n_heads=3"),
+        (lambda: BlockConfig(8, 2, activation="tanh"), ValueError, r"activation must be one of .*got 'tanh'"),
+        (lambda: BlockConfig(8, 2, dropout=1.5), ValueError, r"dropout must be in \[0.0, 1.0\], got 1.5"),
+        (lambda: BlockConfig(8, 2, layer_norm_eps=0.0), ValueError, "layer_norm_eps must be positive, got 0.0"),
+        (lambda: TransformerBlock(dict(d_model=8, n_heads=2)), TypeError, "config must be a BlockConfig, got dict"),
+        (lambda: Encoder(BlockConfig(8, 2, causal=True), 2), ValueError, "bidirectional.*causal=True"),
+        (lambda: Encoder(BlockConfig(8, 2), 0), ValueError, "n_layers must be a positive integer, got 0"),
+        (lambda: EncoderDecoder(5, 6, positional="rope"), ValueError, r"positional must be one of .*got 'rope'"),
+    ],
+)
+def test_configs_reject_bad_values(make, error, match):
+    with pytest.raises(error, match=match):
+        make()
+
+
+def test_encoder_decoder_rejects_bad_token_ids():
+    model = EncoderDecoder(5, 6, d_model=8, n_heads=2, n_layers=1, d_ff=8)
+    with pytest.raises(ValueError, match=r"src must lie in \[0, 5\), got values in \[0, 5\]"):
+        model(torch.tensor([[0, 5]]), torch.tensor([[1]]))
+    with pytest.raises(TypeError, match="tgt_in must hold integer token ids"):
+        model(torch.tensor([[0, 1]]), torch.tensor([[1.0]]))
+    with pytest.raises(ValueError, match=r"tgt_in must be 2-D, got shape \(3,\)"):
+        model(torch.tensor([[0, 1]]), torch.tensor([1, 2, 3]))
+
+
+def test_decoder_is_causal_and_stacks_share_nothing():
+    dec = Decoder(BlockConfig(8, 2), 2)
+    assert all(layer.causal for layer in dec.layers) and dec.layers[0].ffn is not dec.layers[1].ffn

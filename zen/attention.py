@@ -1,72 +1,28 @@
 """Scaled dot-product attention and multi-head attention.
 
-Attention lets each query position read a weighted average of value vectors, weighted by how
-well its query matches each key (Vaswani et al., 2017)::
+Each query reads a weighted average of the values, weighted by how well it matches each key
+(Vaswani et al., 2017)::
 
-    Attention(Q, K, V) = softmax(Q Kᵀ / √d_k + M) V
+    Attention(Q, K, V) = softmax(Q Kᵀ · s + M) V,        s = 1/√d_k by default
 
-Shapes (``...`` is any number of batch axes, usually ``(batch, heads)``)::
+    q (..., L, E) ─┐
+    k (..., S, E) ─┴─ q kᵀ · s + M → scores (..., L, S) ─ softmax over S → weights (..., L, S)
+    v (..., S, Ev) ──────────────────────────────── weights @ v → out (..., L, Ev)
 
-    q (..., L, E)   k (..., S, E)   v (..., S, Ev)   →   out (..., L, Ev),  weights (..., L, S)
+``M`` is 0 where a query may see a key and ``-inf`` where it may not. Masks follow
+``F.scaled_dot_product_attention``: a **boolean** ``attn_mask`` is ``True`` = *may attend*, a
+**float** one is added to the scores, ``is_causal`` lets query ``i`` see keys ``j <= i``.
+``key_padding_mask (B, S)`` follows ``nn.MultiheadAttention``: ``True`` = *padding, ignore*
+(a Hugging Face ``attention_mask`` converts as ``attention_mask == 0``). A query whose keys are
+all masked gets zero weights and a zero output, as in PyTorch.
 
-API
----
-:func:`scaled_dot_product_attention`
-    The readable path, with the semantics of ``torch.nn.functional.scaled_dot_product_attention``:
+Multi-head attention runs ``h`` heads of width ``d_head = d_model / h`` side by side::
 
-    * ``attn_mask`` broadcastable to ``(..., L, S)``. A **boolean** mask means ``True`` =
-      *may attend*; a **float** mask is *added* to the scores (``-inf`` blocks a key).
-    * ``is_causal=True`` lets query ``i`` see keys ``j <= i`` (the mask is aligned top-left,
-      ``torch.ones(L, S).tril()``, exactly as PyTorch does). Given with ``attn_mask`` the two
-      are combined (both must allow a key), as PyTorch does on CPU.
-    * A query whose keys are all masked gets zero weights and a zero output (no NaN), as in
-      PyTorch.
-    * ``dropout_p`` drops attention weights whenever it is > 0 (the caller decides, as with
-      PyTorch); ``scale`` defaults to ``1/√E``.
-    * ``return_weights=True`` also returns the attention weights ``(..., L, S)`` *before*
-      dropout (rows sum to 1), for heat-maps.
+    x (B, L, d) ─q/k/v_proj→ (B, L, h·d_head) ─split→ (B, h, L, d_head)
+      → attention per head (B, h, L, d_head) ─merge→ (B, L, h·d_head) ─out_proj→ (B, L, d)
 
-:func:`causal_mask`
-    The boolean causal mask ``(L, S)``; ``offset`` shifts it so a block of new queries can
-    attend to cached keys (bottom-right alignment, used with a :class:`KVCache`).
-
-:class:`MultiHeadAttention`
-    ``h`` heads of width ``d_head = d_model / h`` computed in parallel::
-
-        x (B, L, d_model) ─q_proj→ (B, L, h·d_head) ─split→ (B, h, L, d_head)
-        attention per head → (B, h, L, d_head) ─merge→ (B, L, h·d_head) ─out_proj→ (B, L, d_model)
-
-    Parameters are four ``nn.Linear`` layers named ``q_proj``, ``k_proj``, ``v_proj``,
-    ``out_proj`` (weights ``(out_features, in_features)``), so pretrained weights map directly:
-
-    * ``nn.MultiheadAttention``: ``in_proj_weight`` ``(3·d, d)`` → ``chunk(3, dim=0)`` gives
-      q, k, v; ``out_proj`` is the same (:meth:`MultiHeadAttention.load_torch_weights`).
-    * Hugging Face ``BertModel`` layer ``i``: ``attention.self.{query,key,value}`` →
-      ``{q,k,v}_proj``; ``attention.output.dense`` → ``out_proj``.
-    * Hugging Face ``GPT2LMHeadModel`` block ``i``: ``attn.c_attn`` is a fused ``Conv1D`` whose
-      weight is stored *transposed*, ``(d, 3·d)``: ``w_q, w_k, w_v = c_attn.weight.split(d,
-      dim=1)`` and ``q_proj.weight = w_q.T`` (bias: ``c_attn.bias.split(d)``);
-      ``attn.c_proj.weight.T`` → ``out_proj.weight``.
-
-    ``forward(query, key=None, value=None, *, attn_mask=None, key_padding_mask=None,
-    is_causal=False, need_weights=False, cache=None)``: ``key`` defaults to ``query``
-    (self-attention) and ``value`` to ``key``; give ``key`` for cross-attention. Returns
-    ``out`` or, with ``need_weights=True``, ``(out, weights (B, h, L, S))`` per head.
-
-    ``use_builtin=True`` computes the attention with PyTorch's fused
-    ``F.scaled_dot_product_attention`` (flash / memory-efficient kernels) instead of the
-    readable path; the results agree to float rounding. Asking for weights always takes the
-    readable path (the fused kernels never form them).
-
-:class:`KVCache`
-    Keys and values of past positions ``(B, h, S_past, d_head)`` for autoregressive decoding.
-    Pass the same cache to successive calls; each call appends its keys and values, and with
-    ``is_causal=True`` the new queries sit at positions ``S_past … S_past+L-1``.
-
-Mask conventions, in one place: ``attn_mask`` follows ``F.scaled_dot_product_attention``
-(``True`` = attend). ``key_padding_mask`` ``(B, S)`` follows ``nn.MultiheadAttention``
-(``True`` = *padding, ignore*); a Hugging Face ``attention_mask`` (1 = real token) converts
-as ``key_padding_mask = attention_mask == 0``.
+A :class:`KVCache` keeps the keys and values of earlier positions ``(B, h, S_past, d_head)`` so
+that decoding one token at a time costs one position of work.
 """
 
 from __future__ import annotations
@@ -97,18 +53,12 @@ def causal_mask(L: int, S: int | None = None, offset: int = 0, device: torch.dev
 
 def _check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
     for name, t in (("q", q), ("k", k), ("v", v)):
-        validate.tensor(t, name)
-        if t.ndim < 2:
-            raise ValueError(f"{name} must have at least 2 dims (..., seq, features), got shape {tuple(t.shape)}")
+        validate.ndim_at_least(t, 2, name, "(..., seq, features)")
         validate.floating(t, name)
     if q.shape[-1] != k.shape[-1]:
-        raise ValueError(
-            f"q and k must have the same feature size E (last dim): got q {tuple(q.shape)} and k {tuple(k.shape)}"
-        )
+        raise ValueError(f"q and k must have the same feature size E (last dim): got q {tuple(q.shape)} and k {tuple(k.shape)}")
     if k.shape[-2] != v.shape[-2]:
-        raise ValueError(
-            f"k and v must have the same length S (dim -2): got k {tuple(k.shape)} and v {tuple(v.shape)}"
-        )
+        raise ValueError(f"k and v must have the same length S (dim -2): got k {tuple(k.shape)} and v {tuple(v.shape)}")
     try:
         torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
     except RuntimeError:
@@ -220,15 +170,18 @@ class MultiHeadAttention(nn.Module):
         dropout: dropout on the attention weights during training.
         bias: whether the four projections have biases.
         kdim, vdim: feature sizes of ``key`` and ``value`` inputs (default ``d_model``).
-        rope: a :class:`zen.transformer.RotaryEmbedding` (or any module mapping
+        rope: a :class:`zen.positions.RotaryEmbedding` (or any module mapping
             ``(B, h, L, d_head), offset`` to the same shape) applied to queries and keys.
-        use_builtin: compute attention with ``F.scaled_dot_product_attention``.
+        use_builtin: compute attention with ``F.scaled_dot_product_attention`` (fused kernels)
+            instead of the readable :func:`scaled_dot_product_attention`; they agree to float
+            rounding. Asking for the weights always takes the readable path.
     """
 
     def __init__(
         self,
         d_model: int,
         n_heads: int,
+        *,
         dropout: float = 0.0,
         bias: bool = True,
         kdim: int | None = None,
@@ -239,8 +192,7 @@ class MultiHeadAttention(nn.Module):
         super().__init__()
         validate.positive_int(d_model, "d_model")
         validate.positive_int(n_heads, "n_heads")
-        if d_model % n_heads:
-            raise ValueError(f"d_model must be divisible by n_heads, got d_model={d_model}, n_heads={n_heads}")
+        validate.divisible(d_model, n_heads, "d_model", "n_heads")
         validate.in_range(dropout, "dropout", 0.0, 1.0)
         self.d_model, self.n_heads, self.d_head = d_model, n_heads, d_model // n_heads
         self.kdim, self.vdim = kdim or d_model, vdim or d_model
@@ -298,6 +250,8 @@ class MultiHeadAttention(nn.Module):
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Attend from ``query (B, L, d_model)`` to ``key (B, S, kdim)`` / ``value (B, S, vdim)``.
 
+        ``key`` defaults to ``query`` (self-attention) and ``value`` to ``key``.
+
         Args:
             attn_mask: bool (``True`` = attend) or float (added), broadcastable to ``(B, h, L, S)``
                 (for example ``(L, S)`` or ``(B, 1, L, S)``); ``S`` includes cached keys.
@@ -312,17 +266,7 @@ class MultiHeadAttention(nn.Module):
         """
         key = query if key is None else key
         value = key if value is None else value
-        validate.ndim(query, 3, "query", "(batch, L, d_model)")
-        validate.ndim(key, 3, "key", "(batch, S, kdim)")
-        validate.ndim(value, 3, "value", "(batch, S, vdim)")
-        for name, t, d in (("query", query, self.d_model), ("key", key, self.kdim), ("value", value, self.vdim)):
-            if t.shape[-1] != d:
-                raise ValueError(f"{name} must have {d} features (last dim), got shape {tuple(t.shape)}")
-        if key.shape[:2] != value.shape[:2] or key.shape[0] != query.shape[0]:
-            raise ValueError(
-                f"query, key, value must share the batch size and key/value the length: got query "
-                f"{tuple(query.shape)}, key {tuple(key.shape)}, value {tuple(value.shape)}"
-            )
+        self._check_inputs(query, key, value)
 
         q = split_heads(self.q_proj(query), self.n_heads)  # (B, L, d_model) -> (B, h, L, d_head)
         k = split_heads(self.k_proj(key), self.n_heads)  # (B, S, kdim) -> (B, h, S, d_head)
@@ -333,18 +277,32 @@ class MultiHeadAttention(nn.Module):
         if cache is not None:
             k, v = cache.update(k, v)  # (B, h, past + S, d_head)
         B, L, S = query.shape[0], q.shape[-2], k.shape[-2]
-
-        mask = self._combine_masks(attn_mask, key_padding_mask, is_causal, B, L, S, past, query)
         p = self.dropout if self.training else 0.0
-        if need_weights or not self.use_builtin:
-            out, weights = scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, return_weights=True)
+
+        # The one fast/slow branch. The fused kernel never forms the weights, so asking for
+        # them takes the readable path. Only a plain square causal mask is left to the kernel's
+        # own is_causal flag; every other mask is built here, the same for both paths.
+        fused = self.use_builtin and not need_weights
+        kernel_causal = fused and is_causal and attn_mask is None and key_padding_mask is None and past == 0 and L == S
+        mask = self._combine_masks(attn_mask, key_padding_mask, is_causal and not kernel_causal, B, L, S, query)
+        if fused:  # (B, h, L, d_head) -> (B, h, L, d_head)
+            out, weights = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=kernel_causal), None
         else:
-            # the fused kernel: never materialises the (L, S) weights when it can avoid it
-            causal_only = is_causal and mask is None
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=causal_only)
-            weights = None
+            out, weights = scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, return_weights=True)
         out = self.out_proj(merge_heads(out))  # (B, h, L, d_head) -> (B, L, d_model)
         return (out, weights) if need_weights else out
+
+    def _check_inputs(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> None:
+        for name, t, d, axes in (("query", query, self.d_model, "(batch, L, d_model)"),
+                                 ("key", key, self.kdim, "(batch, S, kdim)"),
+                                 ("value", value, self.vdim, "(batch, S, vdim)")):  # fmt: skip
+            validate.ndim(t, 3, name, axes)
+            validate.features(t, d, name)
+        if key.shape[:2] != value.shape[:2] or key.shape[0] != query.shape[0]:
+            raise ValueError(
+                f"query, key, value must share the batch size and key/value the length: got query "
+                f"{tuple(query.shape)}, key {tuple(key.shape)}, value {tuple(value.shape)}"
+            )
 
     def _combine_masks(
         self,
@@ -354,7 +312,6 @@ class MultiHeadAttention(nn.Module):
         B: int,
         L: int,
         S: int,
-        past: int,
         query: torch.Tensor,
     ) -> torch.Tensor | None:
         """One mask broadcastable to ``(B, h, L, S)``: bool (True = attend) or float (additive)."""
@@ -373,9 +330,7 @@ class MultiHeadAttention(nn.Module):
             keep = rearrange(~key_padding_mask, "b s -> b 1 1 s")  # (B, S) -> (B, 1, 1, S)
             mask = keep if mask is None else _and(mask, keep)
         if is_causal:
-            if L == S and past == 0 and mask is None and self.use_builtin:
-                return None  # the fused kernel builds the causal mask itself
-            causal = causal_mask(L, S, offset=S - L, device=query.device)  # (L, S)
+            causal = causal_mask(L, S, offset=S - L, device=query.device)  # (L, S), bottom-right aligned
             mask = causal if mask is None else _and(mask, causal)
         return mask
 

@@ -10,37 +10,12 @@ filling in blanks. This module is the reference code of the chapter, built on
         → Encoder (n post-norm blocks)          → last_hidden_state (B, L, d)
         → tanh(W · h[:, 0] + b)   ([CLS] token) → pooler_output (B, d)
 
-API
----
-:data:`SPECIAL_TOKENS`
-    ``("[PAD]", "[CLS]", "[SEP]", "[MASK]")``. (A byte-level BPE never needs ``[UNK]``.)
-
-:func:`mask_tokens`
-    BERT's masking for MLM: choose 15 % of the *ordinary* tokens (never special tokens or
-    padding); of those, 80 % become ``[MASK]``, 10 % a random ordinary token, 10 % stay. Returns
-    the corrupted inputs and the labels (``-100`` = not predicted, ignored by the loss).
-
-:func:`encode_batch`
-    Token ids of ``[CLS] a [SEP]`` (or ``[CLS] a [SEP] b [SEP]`` for sentence pairs), padded:
-    ``input_ids``, ``token_type_ids`` (0 for segment A, 1 for B) and ``attention_mask`` (1 =
-    real token, 0 = padding), each ``(B, L)``.
-
-:class:`BertConfig`, :class:`BertModel`
-    ``BertModel(config)(input_ids, token_type_ids=None, attention_mask=None)`` returns a
-    :class:`BertOutput` ``(last_hidden_state (B, L, d), pooler_output (B, d))``.
-    :meth:`BertModel.attention_maps` returns every layer's attention weights for heat-maps.
-    :meth:`BertModel.from_hf` copies the weights of any Hugging Face ``transformers.BertModel``;
-    the outputs agree to float rounding (tests check 1e-5, padded batches included).
-
-:class:`BertForMaskedLM`
-    The MLM head (dense → GELU → LayerNorm → a decoder *tied* to the word embeddings, plus a
-    bias): ``forward → logits (B, L, V)``; :meth:`BertForMaskedLM.loss` computes the head only
-    at the masked positions (the fast path used in pre-training). ``from_hf`` takes a
-    ``transformers.BertForMaskedLM``.
-
-:class:`BertForSequenceClassification`
-    Dropout and a linear layer on the pooled ``[CLS]`` vector: ``forward → logits (B, C)``.
-    The loss is ``F.cross_entropy(logits, labels)`` on the *raw* logits (no softmax first).
+Pre-training corrupts 15 % of the ordinary tokens (:mod:`zen.masking`, whose names this module
+re-exports) and predicts the originals with ``decoder(LN(GELU(dense(h)))) + b``, whose decoder
+*is* the word-embedding matrix (tied). Fine-tuning puts a linear layer on the pooled ``[CLS]``
+vector. Padding is marked by ``attention_mask`` (1 = real token, 0 = padding, Hugging Face's
+convention). :meth:`BertModel.from_hf` copies the weights of any Hugging Face
+``transformers.BertModel`` (one map: :func:`load_hf_bert_layer`); outputs agree to float rounding.
 
 Loading the real ``bert-base-uncased`` (needs the network once; not run in CI)::
 
@@ -55,7 +30,6 @@ Loading the real ``bert-base-uncased`` (needs the network once; not run in CI)::
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -63,8 +37,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zen import validate
-from zen.transformer import ACTIVATIONS, Encoder, LearnedPositionalEmbedding
+from zen import activations, validate
+from zen.masking import IGNORE_INDEX, SPECIAL_TOKENS, encode_batch, mask_tokens
+from zen.positions import LearnedPositionalEmbedding
+from zen.transformer import BlockConfig, Encoder, TransformerBlock
 
 __all__ = [
     "SPECIAL_TOKENS",
@@ -77,140 +53,25 @@ __all__ = [
     "BertModel",
     "BertForMaskedLM",
     "BertForSequenceClassification",
+    "load_hf_bert_layer",
 ]
-
-SPECIAL_TOKENS = ("[PAD]", "[CLS]", "[SEP]", "[MASK]")
-IGNORE_INDEX = -100  # label of a position the loss ignores (PyTorch's cross_entropy default)
-
-# Hugging Face's ``hidden_act`` names → zen.transformer activations
-_HF_ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "relu": "relu",
-                   "silu": "silu", "swish": "silu"}
-
-
-# ------------------------------------------------------------------------------------ masking
-def mask_tokens(
-    input_ids: torch.Tensor,
-    mask_token_id: int,
-    special_ids: Iterable[int],
-    vocab_size: int,
-    mask_prob: float = 0.15,
-    generator: torch.Generator | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Corrupt ``input_ids (B, L)`` for masked language modelling (BERT's 80/10/10 rule).
-
-    Each ordinary token (an id not in ``special_ids``; padding must be one of them) is chosen
-    with probability ``mask_prob``. A chosen token is replaced by ``mask_token_id`` with
-    probability 0.8, by a uniformly random *ordinary* token with probability 0.1, and kept
-    with probability 0.1.
-
-    Args:
-        input_ids: integer ids ``(B, L)`` (any shape works).
-        mask_token_id: the id of ``[MASK]``.
-        special_ids: ids that are never chosen nor drawn as random replacements
-            (``[PAD]``, ``[CLS]``, ``[SEP]``, ``[MASK]`` …).
-        vocab_size: number of ids; random replacements are drawn from ``range(vocab_size)``
-            minus ``special_ids``.
-        mask_prob: share of ordinary tokens to predict, in ``(0, 1]``.
-        generator: a ``torch.Generator`` on the CPU for reproducible masks.
-
-    Returns:
-        ``(inputs, labels)``, both like ``input_ids``: ``labels`` holds the original id at the
-        chosen positions and ``IGNORE_INDEX`` (-100) everywhere else.
-    """
-    validate.tensor(input_ids, "input_ids")
-    if input_ids.dtype not in (torch.int64, torch.int32):
-        raise TypeError(f"input_ids must be an integer tensor (int64), got {input_ids.dtype}")
-    validate.positive_int(vocab_size, "vocab_size")
-    if not 0.0 < mask_prob <= 1.0:
-        raise ValueError(f"mask_prob must be in (0, 1], got {mask_prob!r}")
-    special = torch.tensor(sorted(set(int(i) for i in special_ids)), dtype=torch.long)
-    if mask_token_id not in special.tolist():
-        raise ValueError(f"mask_token_id {mask_token_id} must be one of the special_ids {special.tolist()}")
-    if input_ids.numel() and (input_ids.min() < 0 or input_ids.max() >= vocab_size):
-        raise ValueError(f"input_ids must lie in [0, {vocab_size}), got values in "
-                         f"[{int(input_ids.min())}, {int(input_ids.max())}]")
-    ordinary_ids = torch.ones(vocab_size, dtype=torch.bool)
-    ordinary_ids[special[special < vocab_size]] = False
-    ordinary_ids = ordinary_ids.nonzero().squeeze(1)  # (n_ordinary,)
-    if len(ordinary_ids) == 0:
-        raise ValueError("every id is special: there is nothing to mask")
-
-    ids = input_ids.cpu().long()
-    u = torch.rand(ids.shape, generator=generator)  # one draw decides chosen / which replacement
-    can_mask = ~torch.isin(ids, special)
-    chosen = can_mask & (torch.rand(ids.shape, generator=generator) < mask_prob)
-    to_mask = chosen & (u < 0.8)
-    to_random = chosen & (u >= 0.8) & (u < 0.9)  # the remaining 10 % stay unchanged
-    random_ids = ordinary_ids[torch.randint(len(ordinary_ids), ids.shape, generator=generator)]
-
-    inputs = ids.clone()
-    inputs[to_mask] = mask_token_id
-    inputs[to_random] = random_ids[to_random]
-    labels = torch.where(chosen, ids, torch.full_like(ids, IGNORE_INDEX))
-    return inputs.to(input_ids.device, input_ids.dtype), labels.to(input_ids.device)
-
-
-def encode_batch(
-    tokenizer,
-    texts: Sequence[str],
-    pairs: Sequence[str] | None = None,
-    max_len: int = 128,
-) -> dict[str, torch.Tensor]:
-    """Tokenise sentences (or sentence pairs) into BERT's input layout, padded to the longest.
-
-    ``[CLS] a [SEP]`` or ``[CLS] a [SEP] b [SEP]``; long inputs are truncated (the longer
-    segment first) so that the whole fits ``max_len``.
-
-    Args:
-        tokenizer: any object with ``encode(str) -> list[int]`` and ``token_to_id(str)`` knowing
-            ``[PAD]``, ``[CLS]``, ``[SEP]`` (e.g. :class:`zen.tokenizers.BPETokenizer`).
-        texts: the first segments; pairs: the second segments (same length) or ``None``.
-
-    Returns:
-        ``input_ids``, ``token_type_ids``, ``attention_mask``: int64 tensors ``(B, L)``.
-    """
-    if isinstance(texts, str) or len(texts) == 0:
-        raise ValueError("texts must be a non-empty sequence of strings")
-    if pairs is not None and len(pairs) != len(texts):
-        raise ValueError(f"pairs must have one entry per text: got {len(pairs)} pairs for {len(texts)} texts")
-    budget = max_len - (3 if pairs is not None else 2)
-    if budget < 1:
-        raise ValueError(f"max_len={max_len} leaves no room for tokens after [CLS]/[SEP]")
-    cls, sep, pad = (tokenizer.token_to_id(t) for t in ("[CLS]", "[SEP]", "[PAD]"))
-    rows: list[tuple[list[int], list[int]]] = []
-    for i, text in enumerate(texts):
-        a = tokenizer.encode(text, allow_special=False)
-        b = tokenizer.encode(pairs[i], allow_special=False) if pairs is not None else []
-        while len(a) + len(b) > budget:  # trim the longer segment, one token at a time
-            if len(a) >= len(b):
-                a.pop()
-            else:
-                b.pop()
-        ids = [cls, *a, sep] + ([*b, sep] if pairs is not None else [])
-        types = [0] * (len(a) + 2) + [1] * (len(ids) - len(a) - 2)
-        rows.append((ids, types))
-    L = max(len(ids) for ids, _ in rows)
-    input_ids = torch.full((len(rows), L), pad, dtype=torch.long)
-    token_type_ids = torch.zeros(len(rows), L, dtype=torch.long)
-    attention_mask = torch.zeros(len(rows), L, dtype=torch.long)
-    for r, (ids, types) in enumerate(rows):
-        input_ids[r, : len(ids)] = torch.tensor(ids)
-        token_type_ids[r, : len(ids)] = torch.tensor(types)
-        attention_mask[r, : len(ids)] = 1
-    return {"input_ids": input_ids, "token_type_ids": token_type_ids, "attention_mask": attention_mask}
-
 
 # -------------------------------------------------------------------------------------- model
 @dataclass
 class BertConfig:
-    """Sizes of a BERT. The defaults are BERT-base (110 M parameters with a 30,522-id vocabulary)."""
+    """Sizes of a BERT. The defaults are BERT-base (109.5 M parameters with a 30,522-id vocabulary).
+
+    ``d_model``, ``n_heads``, ``n_layers``, ``d_ff``, ``max_len`` (learned positions) and
+    ``vocab_size`` as everywhere in zen; ``type_vocab_size`` segments; one ``dropout`` for
+    embeddings, attention weights and residual branches.
+    """
 
     vocab_size: int = 30522
-    hidden_size: int = 768
-    num_layers: int = 12
-    num_heads: int = 12
-    intermediate_size: int = 3072
-    max_position: int = 512
+    d_model: int = 768
+    n_layers: int = 12
+    n_heads: int = 12
+    d_ff: int = 3072
+    max_len: int = 512
     type_vocab_size: int = 2
     dropout: float = 0.1
     layer_norm_eps: float = 1e-12
@@ -219,34 +80,33 @@ class BertConfig:
     use_builtin: bool = False  # attention through F.scaled_dot_product_attention (fused kernels)
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size", "max_position",
-                     "type_vocab_size"):
+        for name in ("vocab_size", "d_model", "n_layers", "n_heads", "d_ff", "max_len", "type_vocab_size"):
             validate.positive_int(getattr(self, name), name)
-        if self.hidden_size % self.num_heads:
-            raise ValueError(f"hidden_size must be divisible by num_heads, got {self.hidden_size} and {self.num_heads}")
+        validate.divisible(self.d_model, self.n_heads, "d_model", "n_heads")
         validate.in_range(self.dropout, "dropout", 0.0, 1.0)
-        if self.activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
+        validate.one_of(self.activation, sorted(activations.ACTIVATIONS), "activation")
+
+    def block(self) -> BlockConfig:
+        """The encoder's blocks: post-norm, bidirectional."""
+        return BlockConfig(self.d_model, self.n_heads, self.d_ff, self.dropout, activation=self.activation,
+                           layer_norm_eps=self.layer_norm_eps, use_builtin=self.use_builtin)  # fmt: skip
 
     @classmethod
     def from_hf(cls, hf_config) -> BertConfig:
         """The equivalent config of a ``transformers.BertConfig`` (dropouts kept as hidden_dropout_prob)."""
-        act = hf_config.hidden_act
-        if not isinstance(act, str) or act not in _HF_ACTIVATIONS:
-            raise ValueError(f"hidden_act {act!r} is not supported; expected one of {sorted(_HF_ACTIVATIONS)}")
         kind = getattr(hf_config, "position_embedding_type", None) or "absolute"
         if kind != "absolute":
             raise ValueError(f"only absolute position embeddings are supported, got {kind!r}")
         if getattr(hf_config, "is_decoder", False):
             raise ValueError("a BERT configured as a decoder (is_decoder=True) is not supported")
         return cls(
-            vocab_size=hf_config.vocab_size, hidden_size=hf_config.hidden_size,
-            num_layers=hf_config.num_hidden_layers, num_heads=hf_config.num_attention_heads,
-            intermediate_size=hf_config.intermediate_size, max_position=hf_config.max_position_embeddings,
+            vocab_size=hf_config.vocab_size, d_model=hf_config.hidden_size,
+            n_layers=hf_config.num_hidden_layers, n_heads=hf_config.num_attention_heads,
+            d_ff=hf_config.intermediate_size, max_len=hf_config.max_position_embeddings,
             type_vocab_size=hf_config.type_vocab_size, dropout=hf_config.hidden_dropout_prob,
-            layer_norm_eps=hf_config.layer_norm_eps, activation=_HF_ACTIVATIONS[act],
+            layer_norm_eps=hf_config.layer_norm_eps, activation=activations.from_hf(hf_config.hidden_act),
             pad_token_id=hf_config.pad_token_id if hf_config.pad_token_id is not None else 0,
-        )
+        )  # fmt: skip
 
 
 class BertOutput(NamedTuple):
@@ -261,10 +121,10 @@ class BertEmbeddings(nn.Module):
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
-        self.word = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
-        self.position = LearnedPositionalEmbedding(config.max_position, config.hidden_size)
-        self.segment = nn.Embedding(config.type_vocab_size, config.hidden_size)
-        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.word = nn.Embedding(config.vocab_size, config.d_model, padding_idx=config.pad_token_id)
+        self.position = LearnedPositionalEmbedding(config.max_len, config.d_model)
+        self.segment = nn.Embedding(config.type_vocab_size, config.d_model)
+        self.norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
@@ -278,33 +138,25 @@ def _check_inputs(
     token_type_ids: torch.Tensor | None,
     attention_mask: torch.Tensor | None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Validate the three inputs; return ``token_type_ids`` (zeros by default) and a key-padding mask."""
-    validate.ndim(input_ids, 2, "input_ids", "(batch, seq)")
-    if input_ids.dtype not in (torch.int64, torch.int32):
-        raise TypeError(f"input_ids must be an integer tensor, got {input_ids.dtype}")
-    B, L = input_ids.shape
-    if L > config.max_position:
-        raise ValueError(f"sequence length {L} exceeds max_position={config.max_position}")
-    if input_ids.numel() and (input_ids.min() < 0 or input_ids.max() >= config.vocab_size):
-        raise ValueError(f"input_ids must lie in [0, {config.vocab_size}), got values in "
-                         f"[{int(input_ids.min())}, {int(input_ids.max())}]")
+    """Validate the three inputs; return ``token_type_ids`` (zeros by default) and a key-padding mask.
+
+    Token ids are range-checked only on the CPU (no GPU synchronisation; see :func:`zen.validate.token_ids`).
+    """
+    validate.token_ids(input_ids, config.vocab_size, "input_ids")
+    if input_ids.shape[1] > config.max_len:
+        raise ValueError(f"sequence length {input_ids.shape[1]} exceeds max_len={config.max_len}")
     if token_type_ids is None:
         token_type_ids = torch.zeros_like(input_ids)
-    elif token_type_ids.shape != input_ids.shape:
-        raise ValueError(f"token_type_ids must have the shape of input_ids {(B, L)}, got {tuple(token_type_ids.shape)}")
-    elif token_type_ids.numel() and (token_type_ids.min() < 0 or token_type_ids.max() >= config.type_vocab_size):
-        raise ValueError(f"token_type_ids must lie in [0, {config.type_vocab_size}), got max {int(token_type_ids.max())}")
-    padding = None
-    if attention_mask is not None:
-        if attention_mask.shape != input_ids.shape:
-            raise ValueError(f"attention_mask must have the shape of input_ids {(B, L)} (1 = token, 0 = padding), "
-                             f"got {tuple(attention_mask.shape)}")
-        padding = attention_mask == 0  # (B, L) bool, True = padding (zen.attention's convention)
-    return token_type_ids, padding
+    validate.same_shape(token_type_ids, input_ids, "token_type_ids", "input_ids")
+    validate.token_ids(token_type_ids, config.type_vocab_size, "token_type_ids")
+    if attention_mask is None:
+        return token_type_ids, None
+    validate.same_shape(attention_mask, input_ids, "attention_mask", "input_ids")  # 1 = token, 0 = padding
+    return token_type_ids, attention_mask == 0  # (B, L) bool, True = padding (zen.attention's convention)
 
 
 class BertModel(nn.Module):
-    """The BERT encoder: embeddings, ``num_layers`` post-norm blocks, and the ``[CLS]`` pooler.
+    """The BERT encoder: embeddings, ``n_layers`` post-norm blocks, and the ``[CLS]`` pooler.
 
     ``forward(input_ids (B, L), token_type_ids (B, L) | None, attention_mask (B, L) | None)``
     → :class:`BertOutput` ``(last_hidden_state (B, L, d), pooler_output (B, d))``.
@@ -315,12 +167,8 @@ class BertModel(nn.Module):
         super().__init__()
         self.config = config
         self.embeddings = BertEmbeddings(config)
-        self.encoder = Encoder(
-            config.num_layers, config.hidden_size, config.num_heads, config.intermediate_size, config.dropout,
-            norm_first=False, activation=config.activation, layer_norm_eps=config.layer_norm_eps,
-            use_builtin=config.use_builtin,
-        )
-        self.pooler = nn.Linear(config.hidden_size, config.hidden_size)
+        self.encoder = Encoder(config.block(), config.n_layers)
+        self.pooler = nn.Linear(config.d_model, config.d_model)
         self.apply(init_bert_weights)
 
     def forward(
@@ -342,7 +190,7 @@ class BertModel(nn.Module):
         token_type_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Attention weights of every layer and head: ``(num_layers, B, heads, L, L)`` (rows sum to 1)."""
+        """Attention weights of every layer and head: ``(n_layers, B, n_heads, L, L)`` (rows sum to 1)."""
         token_type_ids, padding = _check_inputs(self.config, input_ids, token_type_ids, attention_mask)
         x = self.embeddings(input_ids, token_type_ids)
         maps = []
@@ -387,6 +235,33 @@ def init_bert_weights(module: nn.Module, std: float = 0.02) -> None:
 
 
 @torch.no_grad()
+def load_hf_bert_layer(block: TransformerBlock, hf_layer) -> TransformerBlock:
+    """Copy one Hugging Face ``BertLayer`` (``BertModel.encoder.layer[i]``) into a post-norm ``block``.
+
+    ==================================  ===================
+    Hugging Face ``BertLayer``          zen ``TransformerBlock``
+    ==================================  ===================
+    ``attention.self.query/key/value``  ``attn.q/k/v_proj``
+    ``attention.output.dense``          ``attn.out_proj``
+    ``attention.output.LayerNorm``      ``attn_norm``
+    ``intermediate.dense``              ``ffn.fc1``
+    ``output.dense``                    ``ffn.fc2``
+    ``output.LayerNorm``                ``ffn_norm``
+    ==================================  ===================
+
+    Both use ``nn.Linear``, so weights copy as they are; a size mismatch raises, naming the shapes.
+    """
+    a = hf_layer.attention
+    pairs = ((block.attn.q_proj, a.self.query), (block.attn.k_proj, a.self.key), (block.attn.v_proj, a.self.value),
+             (block.attn.out_proj, a.output.dense), (block.attn_norm, a.output.LayerNorm),
+             (block.ffn.fc1, hf_layer.intermediate.dense), (block.ffn.fc2, hf_layer.output.dense),
+             (block.ffn_norm, hf_layer.output.LayerNorm))  # fmt: skip
+    for dst, src in pairs:
+        dst.load_state_dict(src.state_dict())
+    return block
+
+
+@torch.no_grad()
 def load_hf_encoder_weights(model: BertModel, hf_model) -> None:
     """Copy a Hugging Face ``BertModel``'s weights into ``model`` (same sizes), layer by layer."""
     e, he = model.embeddings, hf_model.embeddings
@@ -397,13 +272,7 @@ def load_hf_encoder_weights(model: BertModel, hf_model) -> None:
     if len(model.encoder.layers) != len(hf_model.encoder.layer):
         raise ValueError(f"layer counts differ: {len(model.encoder.layers)} vs {len(hf_model.encoder.layer)}")
     for ours, theirs in zip(model.encoder.layers, hf_model.encoder.layer):
-        a = theirs.attention
-        pairs = ((ours.attn.q_proj, a.self.query), (ours.attn.k_proj, a.self.key), (ours.attn.v_proj, a.self.value),
-                 (ours.attn.out_proj, a.output.dense), (ours.attn_norm, a.output.LayerNorm),
-                 (ours.ffn.fc1, theirs.intermediate.dense), (ours.ffn.fc2, theirs.output.dense),
-                 (ours.ffn_norm, theirs.output.LayerNorm))
-        for dst, src in pairs:
-            dst.load_state_dict(src.state_dict())
+        load_hf_bert_layer(ours, theirs)
     if getattr(hf_model, "pooler", None) is not None:
         model.pooler.load_state_dict(hf_model.pooler.dense.state_dict())
 
@@ -419,9 +288,9 @@ class BertForMaskedLM(nn.Module):
         super().__init__()
         self.config = config
         self.bert = BertModel(config)
-        self.transform = nn.Linear(config.hidden_size, config.hidden_size)
-        self.act = ACTIVATIONS[config.activation]
-        self.transform_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.transform = nn.Linear(config.d_model, config.d_model)
+        self.act = activations.get(config.activation)
+        self.transform_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
         self.bias = nn.Parameter(torch.zeros(config.vocab_size))
         self.transform.apply(init_bert_weights)
 
@@ -488,7 +357,7 @@ class BertForSequenceClassification(nn.Module):
         self.config, self.num_labels = config, num_labels
         self.bert = BertModel(config)
         self.dropout = nn.Dropout(config.dropout)
-        self.classifier = nn.Linear(config.hidden_size, num_labels)
+        self.classifier = nn.Linear(config.d_model, num_labels)
         self.classifier.apply(init_bert_weights)
 
     def forward(

@@ -67,7 +67,7 @@ class TransformerSize:
     n_heads: int
     d_ff: int
     n_layers: int
-    vocab: int
+    vocab_size: int
     n_enc_layers: int = 0
     d_k: int | None = None
     d_v: int | None = None
@@ -78,10 +78,10 @@ class TransformerSize:
     final_norm: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("d_model", "n_heads", "d_ff", "n_layers", "vocab"):
+        for name in ("d_model", "n_heads", "d_ff", "n_layers", "vocab_size"):
             validate.positive_int(getattr(self, name), name)
-        if self.d_k is None and self.d_model % self.n_heads:
-            raise ValueError(f"d_model must be divisible by n_heads, got {self.d_model} and {self.n_heads}")
+        if self.d_k is None:
+            validate.divisible(self.d_model, self.n_heads, "d_model", "n_heads")
 
     @property
     def dk(self) -> int:
@@ -113,11 +113,11 @@ def param_count(s: TransformerSize) -> dict[str, int]:
     dec_layer = (2 if cross else 1) * _attention(s) + _ffn(s) + (3 if cross else 2) * _norm(s)
     n_tables = 1 if (not cross or s.shared_embeddings) else 2
     parts = {
-        "embeddings": n_tables * s.vocab * s.d_model,
+        "embeddings": n_tables * s.vocab_size * s.d_model,
         "positions": s.max_len * s.d_model,  # one table, shared by source and target
         "encoder": s.n_enc_layers * enc_layer + (_norm(s) if cross and s.final_norm else 0),
         "decoder": s.n_layers * dec_layer + (_norm(s) if s.final_norm else 0),
-        "lm_head": 0 if s.tie_output else s.vocab * s.d_model,
+        "lm_head": 0 if s.tie_output else s.vocab_size * s.d_model,
     }
     parts["non_embedding"] = parts["encoder"] + parts["decoder"]
     parts["total"] = sum(v for k, v in parts.items() if k != "non_embedding")
@@ -146,7 +146,7 @@ def forward_flops(s: TransformerSize, seq_len: int, src_len: int | None = None) 
         "projections": s.n_layers * seq_len * proj_per_token + s.n_enc_layers * S * proj_per_token,
         "scores": s.n_layers * scores(seq_len, seq_len) + s.n_enc_layers * scores(S, S),
         "ffn": (s.n_layers * seq_len + s.n_enc_layers * S) * ffn_per_token,
-        "lm_head": 2 * seq_len * d * s.vocab,
+        "lm_head": 2 * seq_len * d * s.vocab_size,
     }
     if cross:  # cross-attention: q and out per target token, k and v per source token, scores T×S
         flops["projections"] += s.n_layers * (2 * seq_len * (d * hk + hv * d) + 2 * S * (d * hk + d * hv))
@@ -161,7 +161,7 @@ def training_flops(n_params: int, n_tokens: int) -> int:
 
 
 #: Table 3 "base": N=6, d_model=512, d_ff=2048, h=8, shared source–target vocabulary of ~37k BPE tokens.
-VASWANI_BASE = TransformerSize(d_model=512, n_heads=8, d_ff=2048, n_layers=6, n_enc_layers=6, vocab=37000)
+VASWANI_BASE = TransformerSize(d_model=512, n_heads=8, d_ff=2048, n_layers=6, n_enc_layers=6, vocab_size=37000)
 #: Table 3 "big": d_model=1024, d_ff=4096, h=16.
 VASWANI_BIG = replace(VASWANI_BASE, d_model=1024, n_heads=16, d_ff=4096)
 #: Rows of Table 3 that change the size, with the paper's parameter counts (millions).
@@ -180,5 +180,5 @@ VASWANI_TABLE3: dict[str, tuple[TransformerSize, float]] = {
 }
 #: GPT-2 small: 12 pre-norm layers, learned positions, final LayerNorm, tied output (124,439,808).
 GPT2_SMALL = TransformerSize(
-    d_model=768, n_heads=12, d_ff=3072, n_layers=12, vocab=50257, max_len=1024, final_norm=True
+    d_model=768, n_heads=12, d_ff=3072, n_layers=12, vocab_size=50257, max_len=1024, final_norm=True
 )

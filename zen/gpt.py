@@ -1,21 +1,16 @@
-"""GPT: a decoder-only Transformer language model, with a KV cache and GPT-2 weight loading.
+"""Chapter 9 — GPT: a decoder-only Transformer language model, with a KV cache and GPT-2 weights.
 
-The model {cite}`radford2018gpt,radford2019gpt2` is token embeddings + learned position
-embeddings → ``n_layer`` pre-norm, causal Transformer blocks (:mod:`zen.transformer`) → a final
-LayerNorm → a linear head that shares its weight with the token embedding. Trained with
-next-token cross-entropy it is a *causal language model*: ``logits[:, t]`` is the model's
-distribution over token ``t + 1`` given tokens ``0..t``.
+A causal language model {cite}`radford2018gpt,radford2019gpt2`: ``logits[:, t]`` is the
+model's distribution over token ``t + 1`` given tokens ``0..t``, trained with next-token
+cross-entropy::
 
-* :class:`GPTConfig` — the sizes; :meth:`GPTConfig.from_hf` reads a ``transformers.GPT2Config``.
-* :class:`GPT` — ``forward(idx)`` → logits ``(batch, seq, vocab)``; :meth:`GPT.generate` with
-  greedy / temperature / top-k / top-p decoding and a KV cache; :meth:`GPT.from_hf` copies the
-  weights of any ``transformers.GPT2LMHeadModel``.
-* The KV cache: :meth:`GPT.new_cache` gives one :class:`zen.attention.KVCache` per layer, which
-  stores the keys and values of the tokens seen so far, so each new token costs one position
-  of work instead of re-running the whole prefix.
-* :func:`lm_loss`, :func:`random_windows`, :func:`lm_windows` — training and evaluating a causal LM
-  (with :func:`zen.train.fit` and :func:`zen.train.evaluate_loss`).
-* :func:`count_parameters`, :func:`flops_per_token` — the accounting behind ``C ≈ 6 N D``.
+    idx (B, T) ─ wte (V, d) + wpe[0..T-1] (T, d) → dropout → (B, T, d)
+      → n_layers pre-norm causal blocks (zen.transformer.Decoder) → final LayerNorm → (B, T, d)
+      → lm_head (d → V, the token embedding itself when tied) → logits (B, T, V)
+
+With a KV cache (one :class:`zen.attention.KVCache` per layer) each new token costs one position
+of work instead of re-running the whole prefix. Training costs ``≈ 6 N`` FLOPs per token plus
+attention's ``12 · n_layers · d_model · T`` (:func:`flops_per_token`, PaLM's accounting).
 
 Loading the real GPT-2 (needs network, not run in CI)::
 
@@ -36,10 +31,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zen import validate
+from zen import activations, validate
+from zen.attention import KVCache
 from zen.counting import TransformerSize, param_count
 from zen.data import Split
+from zen.positions import LearnedPositionalEmbedding
 from zen.sampling import sample_next
+from zen.transformer import BlockConfig, Decoder, TransformerBlock
 
 
 # --------------------------------------------------------------------------- configuration
@@ -49,22 +47,22 @@ class GPTConfig:
 
     Attributes:
         vocab_size: number of token ids.
-        block_size: longest sequence (number of learned position embeddings).
-        n_layer, n_head, d_model: depth, heads per layer, width of the residual stream.
+        max_len: longest sequence (number of learned position embeddings).
+        n_layers, n_heads, d_model: depth, heads per layer, width of the residual stream.
         d_ff: hidden width of the feed-forward network (``None``: ``4 * d_model``).
         dropout: dropout on embeddings, attention weights and residual branches.
         bias: whether linear layers and LayerNorms have biases (GPT-2: yes).
         layer_norm_eps: LayerNorm epsilon (GPT-2: 1e-5).
         activation: feed-forward non-linearity; ``"gelu_tanh"`` is GPT-2's ``gelu_new``.
         tie_weights: share the output head with the token embedding (GPT-2: yes).
-        fused_attention: use PyTorch's fused ``F.scaled_dot_product_attention`` (fast) instead
-            of :mod:`zen.attention`'s readable path; both give the same result.
+        use_builtin: attention through PyTorch's fused ``F.scaled_dot_product_attention``
+            (fast) instead of :mod:`zen.attention`'s readable path; both give the same result.
     """
 
     vocab_size: int = 512
-    block_size: int = 64
-    n_layer: int = 2
-    n_head: int = 4
+    max_len: int = 64
+    n_layers: int = 2
+    n_heads: int = 4
     d_model: int = 64
     d_ff: int | None = None
     dropout: float = 0.0
@@ -72,38 +70,40 @@ class GPTConfig:
     layer_norm_eps: float = 1e-5
     activation: str = "gelu_tanh"
     tie_weights: bool = True
-    fused_attention: bool = True
+    use_builtin: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "block_size", "n_layer", "n_head", "d_model"):
+        for name in ("vocab_size", "max_len", "n_layers", "n_heads", "d_model"):
             validate.positive_int(getattr(self, name), name)
         if self.d_ff is None:
             self.d_ff = 4 * self.d_model
         validate.positive_int(self.d_ff, "d_ff")
-        if self.activation not in ("gelu_tanh", "gelu", "relu", "silu"):
-            raise ValueError(f"activation must be one of gelu_tanh, gelu, relu, silu; got {self.activation!r}")
-        if self.d_model % self.n_head:
-            raise ValueError(f"d_model ({self.d_model}) must be divisible by n_head ({self.n_head})")
+        validate.one_of(self.activation, sorted(activations.ACTIVATIONS), "activation")
+        validate.divisible(self.d_model, self.n_heads, "d_model", "n_heads")
         validate.in_range(self.dropout, "dropout", 0.0, 1.0)
 
     @property
     def d_head(self) -> int:
-        return self.d_model // self.n_head
+        return self.d_model // self.n_heads
+
+    def block(self) -> BlockConfig:
+        """The decoder's blocks: pre-norm and causal, without cross-attention."""
+        return BlockConfig(self.d_model, self.n_heads, self.d_ff, self.dropout, norm_first=True, causal=True,
+                           activation=self.activation, layer_norm_eps=self.layer_norm_eps, bias=self.bias,
+                           use_builtin=self.use_builtin)  # fmt: skip
 
     def transformer_size(self) -> TransformerSize:
         """The sizes in :mod:`zen.counting`'s terms (a decoder-only stack with a final LayerNorm)."""
         return TransformerSize(
-            d_model=self.d_model, n_heads=self.n_head, d_ff=self.d_ff, n_layers=self.n_layer,
-            vocab=self.vocab_size, max_len=self.block_size, tie_output=self.tie_weights, bias=self.bias,
+            d_model=self.d_model, n_heads=self.n_heads, d_ff=self.d_ff, n_layers=self.n_layers,
+            vocab_size=self.vocab_size, max_len=self.max_len, tie_output=self.tie_weights, bias=self.bias,
             final_norm=True,
         )  # fmt: skip
 
     @classmethod
     def from_hf(cls, hf_config) -> GPTConfig:
         """The zen config of a ``transformers.GPT2Config`` (checks the options zen supports)."""
-        act = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu": "gelu", "relu": "relu"}
-        if hf_config.activation_function not in act:
-            raise ValueError(f"unsupported GPT-2 activation {hf_config.activation_function!r}; supported: {sorted(act)}")
+        activation = activations.from_hf(hf_config.activation_function, "activation_function")
         unsupported = {
             "scale_attn_weights": (getattr(hf_config, "scale_attn_weights", True), True),
             "scale_attn_by_inverse_layer_idx": (getattr(hf_config, "scale_attn_by_inverse_layer_idx", False), False),
@@ -115,15 +115,15 @@ class GPTConfig:
                 raise ValueError(f"GPT2Config.{key}={got!r} is not supported (zen.gpt expects {want!r})")
         return cls(
             vocab_size=hf_config.vocab_size,
-            block_size=hf_config.n_positions,
-            n_layer=hf_config.n_layer,
-            n_head=hf_config.n_head,
+            max_len=hf_config.n_positions,
+            n_layers=hf_config.n_layer,
+            n_heads=hf_config.n_head,
             d_model=hf_config.n_embd,
             d_ff=hf_config.n_inner or 4 * hf_config.n_embd,
             dropout=0.0,
             bias=True,
             layer_norm_eps=hf_config.layer_norm_epsilon,
-            activation=act[hf_config.activation_function],
+            activation=activation,
             tie_weights=getattr(hf_config, "tie_word_embeddings", True),
         )
 
@@ -149,19 +149,17 @@ def flops_per_token(config: GPTConfig, seq_len: int | None = None) -> int:
     multiply and an add) and 4 backward (gradients with respect to inputs and to weights):
     ``6 N``. Attention adds ``QKᵀ`` and ``AV``: ``2·2·T·d`` FLOPs forward per layer and token
     (``d = H·Q``: heads × head width), times 3 for forward + backward: ``12·L·H·Q·T``.
-    ``seq_len`` (``T``) defaults to ``block_size``. This is the count MFU is measured against.
+    ``seq_len`` (``T``) defaults to ``max_len``. This is the count MFU is measured against.
     """
-    T = config.block_size if seq_len is None else validate.positive_int(seq_len, "seq_len")
+    T = config.max_len if seq_len is None else validate.positive_int(seq_len, "seq_len")
     n = count_parameters(config, include_position=False)
-    return 6 * n + 12 * config.n_layer * config.n_head * config.d_head * T
+    return 6 * n + 12 * config.n_layers * config.n_heads * config.d_head * T
 
 
 # --------------------------------------------------------------------------- the model
 class GPT(nn.Module):
     """A GPT-2-style causal language model: embeddings → :class:`zen.transformer.Decoder` → head.
 
-    The decoder is ``n_layer`` pre-norm causal :class:`~zen.transformer.TransformerBlock`\\ s
-    without cross-attention, followed by the final LayerNorm — exactly GPT-2's stack.
     ``forward(idx)`` with ``idx`` ``(batch, seq)`` integer token ids returns logits
     ``(batch, seq, vocab_size)``: row ``t`` scores the token that follows ``idx[:, : t + 1]``.
     """
@@ -170,17 +168,11 @@ class GPT(nn.Module):
         super().__init__()
         if not isinstance(config, GPTConfig):
             raise TypeError(f"config must be a GPTConfig, got {type(config).__name__}")
-        from zen.transformer import Decoder, LearnedPositionalEmbedding
-
         self.config = c = config
         self.wte = nn.Embedding(c.vocab_size, c.d_model)  # token embedding (V, d)
-        self.wpe = LearnedPositionalEmbedding(c.block_size, c.d_model)  # position embedding (T, d)
+        self.wpe = LearnedPositionalEmbedding(c.max_len, c.d_model)  # position embedding (T, d)
         self.drop = nn.Dropout(c.dropout)
-        self.decoder = Decoder(
-            c.n_layer, c.d_model, c.n_head, d_ff=c.d_ff, dropout=c.dropout, norm_first=True,
-            activation=c.activation, layer_norm_eps=c.layer_norm_eps, bias=c.bias, final_norm=True,
-            cross_attention=False, use_builtin=c.fused_attention,
-        )  # fmt: skip
+        self.decoder = Decoder(c.block(), c.n_layers, final_norm=True)
         self.lm_head = nn.Linear(c.d_model, c.vocab_size, bias=False)
         if c.tie_weights:
             self.lm_head.weight = self.wte.weight  # one matrix embeds and un-embeds tokens
@@ -189,7 +181,7 @@ class GPT(nn.Module):
     def reset_parameters(self) -> None:
         """GPT-2's initialisation: N(0, 0.02) weights, zero biases, unit LayerNorms, and the two
         projections that write into the residual stream (attention output, second FFN layer)
-        scaled by ``1/√(2·n_layer)`` so the stream's variance does not grow with depth."""
+        scaled by ``1/√(2·n_layers)`` so the stream's variance does not grow with depth."""
         for module in self.modules():
             if isinstance(module, (nn.Linear, nn.Embedding)):
                 nn.init.normal_(module.weight, mean=0.0, std=0.02)
@@ -202,37 +194,26 @@ class GPT(nn.Module):
         nn.init.normal_(self.wpe.weight, mean=0.0, std=0.02)
         for block in self.decoder.layers:
             for proj in (block.attn.out_proj, block.ffn.fc2):
-                nn.init.normal_(proj.weight, mean=0.0, std=0.02 / math.sqrt(2 * self.config.n_layer))
+                nn.init.normal_(proj.weight, mean=0.0, std=0.02 / math.sqrt(2 * self.config.n_layers))
 
     def num_parameters(self, include_position: bool = True) -> int:
         """Parameters of this model (a tied matrix counts once)."""
         n = sum(p.numel() for p in self.parameters())
         return n if include_position else n - self.wpe.weight.numel()
 
-    def new_cache(self) -> list:
+    def new_cache(self) -> list[KVCache]:
         """An empty KV cache: one :class:`zen.attention.KVCache` per layer."""
-        from zen.attention import KVCache
+        return [KVCache() for _ in range(self.config.n_layers)]
 
-        return [KVCache() for _ in range(self.config.n_layer)]
-
-    def _check_idx(self, idx: torch.Tensor, past: int) -> None:
-        validate.ndim(idx, 2, "idx", "(batch, seq) token ids")
-        if idx.dtype not in (torch.int64, torch.int32):
-            raise TypeError(f"idx must hold integer token ids (int64), got {idx.dtype}")
+    def _check_idx(self, idx: torch.Tensor, past: int, values: bool | None = None) -> None:
+        validate.token_ids(idx, self.config.vocab_size, "idx", values=values)  # values: on the CPU only, by default
         if idx.size(1) == 0:
             raise ValueError("idx must contain at least one token per sequence, got seq length 0")
-        if past + idx.size(1) > self.config.block_size:
-            raise ValueError(
-                f"sequence length {past + idx.size(1)} (cache {past} + input {idx.size(1)}) exceeds "
-                f"block_size {self.config.block_size}"
-            )
-        if torch.compiler.is_compiling():
-            return  # reading values back would break the compiled graph (and sync a GPU)
-        lo, hi = int(idx.min()), int(idx.max())
-        if lo < 0 or hi >= self.config.vocab_size:
-            raise ValueError(f"token ids must be in [0, {self.config.vocab_size - 1}], got values in [{lo}, {hi}]")
+        if past + idx.size(1) > self.config.max_len:
+            raise ValueError(f"sequence length {past + idx.size(1)} (cache {past} + input {idx.size(1)}) exceeds "
+                             f"max_len {self.config.max_len}")
 
-    def forward(self, idx: torch.Tensor, cache: list | None = None) -> torch.Tensor:
+    def forward(self, idx: torch.Tensor, cache: list[KVCache] | None = None) -> torch.Tensor:
         """Logits ``(batch, seq, vocab_size)`` for token ids ``idx`` ``(batch, seq)``.
 
         With a cache (:meth:`new_cache`), ``idx`` holds only the *new* tokens: they take
@@ -241,9 +222,9 @@ class GPT(nn.Module):
         """
         past = 0 if cache is None else len(cache[0])
         self._check_idx(idx, past)
-        x = self.drop(self.wpe(self.wte(idx), offset=past))  # (batch, seq, d_model)
+        x = self.drop(self.wpe(self.wte(idx), offset=past))  # (batch, seq) -> (batch, seq, d_model)
         x = self.decoder(x, caches=cache)  # (batch, seq, d_model), final LayerNorm included
-        return self.lm_head(x)  # (batch, seq, vocab_size)
+        return self.lm_head(x)  # (batch, seq, d_model) -> (batch, seq, vocab_size)
 
     @torch.no_grad()
     def generate(
@@ -262,20 +243,22 @@ class GPT(nn.Module):
         likely tokens (see :mod:`zen.sampling`). With ``use_cache`` each step feeds only the
         newest token and reuses the keys and values of the earlier ones; the result is the same
         as recomputing the whole prefix every step (``use_cache=False``), only faster. Once the
-        sequence is longer than ``block_size`` the context is cropped to the last ``block_size``
+        sequence is longer than ``max_len`` the context is cropped to the last ``max_len``
         tokens, which shifts every position, so from then on both paths recompute.
         """
         validate.positive_int(max_new_tokens, "max_new_tokens")
-        self._check_idx(idx[:, -self.config.block_size :], 0)
+        # The prompt's ids are read back once, here, on any device; the loop then feeds only ids
+        # sampled from the model, which forward range-checks on the CPU only (no GPU sync per token).
+        self._check_idx(idx[:, -self.config.max_len :], 0, values=True)
         was_training = self.training
         self.eval()
         cache = self.new_cache() if use_cache else None
         for _ in range(max_new_tokens):
-            if cache is not None and idx.size(1) <= self.config.block_size:
+            if cache is not None and idx.size(1) <= self.config.max_len:
                 logits = self(idx[:, len(cache[0]) :], cache=cache)[:, -1]  # feed only unseen tokens
             else:
                 cache = None
-                logits = self(idx[:, -self.config.block_size :])[:, -1]  # (batch, vocab)
+                logits = self(idx[:, -self.config.max_len :])[:, -1]  # (batch, vocab)
             nxt = sample_next(logits, temperature, top_k, top_p, generator)  # (batch, 1)
             idx = torch.cat([idx, nxt.to(idx.dtype)], dim=1)
         self.train(was_training)
@@ -283,40 +266,49 @@ class GPT(nn.Module):
 
     @classmethod
     def from_hf(cls, hf_model) -> GPT:
-        """A zen :class:`GPT` with the weights of a ``transformers.GPT2LMHeadModel``.
+        """A zen :class:`GPT` with the weights of a ``transformers.GPT2LMHeadModel`` (or ``GPT2Model``).
 
-        GPT-2 stores its linear layers as ``Conv1D`` with weight ``(in, out)``: they are
-        transposed into ``nn.Linear``'s ``(out, in)``, and the fused ``c_attn`` ``(d, 3d)`` is
-        split into the query, key and value projections.
+        The blocks map through :func:`load_hf_gpt2_block`; ``wte``, ``wpe`` and ``ln_f`` (→
+        ``decoder.norm``) copy as they are. The model has the Hugging Face model's dtype, on the CPU.
         """
-        sd = {k.removeprefix("transformer."): v for k, v in hf_model.state_dict().items()}
-        if "wte.weight" not in sd or "h.0.attn.c_attn.weight" not in sd:
+        body = getattr(hf_model, "transformer", hf_model)
+        if not all(hasattr(body, name) for name in ("wte", "wpe", "h", "ln_f")):
             raise TypeError(f"expected a transformers GPT2LMHeadModel, got {type(hf_model).__name__}")
         config = GPTConfig.from_hf(hf_model.config)
-        d = config.d_model
-        model = cls(config).to(sd["wte.weight"].dtype)
-        own = {"wte.weight": sd["wte.weight"], "wpe.weight": sd["wpe.weight"],
-               "decoder.norm.weight": sd["ln_f.weight"], "decoder.norm.bias": sd["ln_f.bias"]}  # fmt: skip
-        for i in range(config.n_layer):
-            h, z = f"h.{i}.", f"decoder.layers.{i}."
-            w_q, w_k, w_v = sd[h + "attn.c_attn.weight"].split(d, dim=1)  # (d, 3d) -> 3 × (d, d)
-            b_q, b_k, b_v = sd[h + "attn.c_attn.bias"].split(d)
-            for name, w, b in (("q_proj", w_q, b_q), ("k_proj", w_k, b_k), ("v_proj", w_v, b_v)):
-                own[z + f"attn.{name}.weight"], own[z + f"attn.{name}.bias"] = w.t(), b
-            own[z + "attn.out_proj.weight"] = sd[h + "attn.c_proj.weight"].t()
-            own[z + "attn.out_proj.bias"] = sd[h + "attn.c_proj.bias"]
-            own[z + "ffn.fc1.weight"], own[z + "ffn.fc1.bias"] = sd[h + "mlp.c_fc.weight"].t(), sd[h + "mlp.c_fc.bias"]
-            own[z + "ffn.fc2.weight"] = sd[h + "mlp.c_proj.weight"].t()
-            own[z + "ffn.fc2.bias"] = sd[h + "mlp.c_proj.bias"]
-            for ours, theirs in (("attn_norm", "ln_1"), ("ffn_norm", "ln_2")):
-                own[z + f"{ours}.weight"], own[z + f"{ours}.bias"] = sd[h + f"{theirs}.weight"], sd[h + f"{theirs}.bias"]
-        if not config.tie_weights:
-            own["lm_head.weight"] = sd["lm_head.weight"]
-        missing, unexpected = model.load_state_dict(own, strict=False)
-        missing = [k for k in missing if not (k == "lm_head.weight" and config.tie_weights)]
-        if missing or unexpected:
-            raise RuntimeError(f"weight mapping incomplete: missing {missing}, unexpected {unexpected}")
+        model = cls(config).to(body.wte.weight.dtype)
+        with torch.no_grad():
+            model.wte.weight.copy_(body.wte.weight)
+            model.wpe.weight.copy_(body.wpe.weight)
+            model.decoder.norm.load_state_dict(body.ln_f.state_dict())
+            for ours, theirs in zip(model.decoder.layers, body.h, strict=True):
+                load_hf_gpt2_block(ours, theirs)
+            if not config.tie_weights:
+                model.lm_head.weight.copy_(hf_model.lm_head.weight)
         return model
+
+
+@torch.no_grad()
+def load_hf_gpt2_block(block: TransformerBlock, hf_block) -> TransformerBlock:
+    """Copy one Hugging Face ``GPT2Block`` (``GPT2Model.h[i]``) into a pre-norm causal ``block``.
+
+    GPT-2 stores its linear layers as ``Conv1D`` with weight ``(in, out)``, the transpose of
+    ``nn.Linear``'s ``(out, in)``; its fused ``c_attn`` ``(d, 3d)`` splits into q, k, v::
+
+        attn.c_attn (split, .T)  → attn.q/k/v_proj       ln_1 → attn_norm
+        attn.c_proj (.T)         → attn.out_proj         ln_2 → ffn_norm
+        mlp.c_fc (.T)            → ffn.fc1               mlp.c_proj (.T) → ffn.fc2
+    """
+    d, a, h = block.attn.d_model, block.attn, hf_block
+    for lin, w, b in zip((a.q_proj, a.k_proj, a.v_proj), h.attn.c_attn.weight.split(d, dim=1),
+                         h.attn.c_attn.bias.split(d)):  # (d, 3d) -> 3 × (d, d)  # fmt: skip
+        lin.weight.copy_(w.T)
+        lin.bias.copy_(b)
+    for lin, conv in ((a.out_proj, h.attn.c_proj), (block.ffn.fc1, h.mlp.c_fc), (block.ffn.fc2, h.mlp.c_proj)):
+        lin.weight.copy_(conv.weight.T)
+        lin.bias.copy_(conv.bias)
+    block.attn_norm.load_state_dict(h.ln_1.state_dict())
+    block.ffn_norm.load_state_dict(h.ln_2.state_dict())
+    return block
 
 
 # --------------------------------------------------------------------------- training helpers
@@ -328,36 +320,36 @@ def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 
 def random_windows(
-    ids: torch.Tensor, batch_size: int, block_size: int, generator: torch.Generator | None = None
+    ids: torch.Tensor, batch_size: int, seq_len: int, generator: torch.Generator | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A batch of language-modelling examples from a 1-D stream of token ids.
 
-    Returns ``x`` and ``y`` of shape ``(batch_size, block_size)`` with ``y`` = ``x`` shifted left
+    Returns ``x`` and ``y`` of shape ``(batch_size, seq_len)`` with ``y`` = ``x`` shifted left
     by one: every position is a training example for the token after it.
     """
     validate.ndim(ids, 1, "ids", "(n_tokens,)")
     validate.positive_int(batch_size, "batch_size")
-    validate.positive_int(block_size, "block_size")
-    if len(ids) <= block_size:
-        raise ValueError(f"ids has {len(ids)} tokens; need more than block_size={block_size}")
-    start = torch.randint(len(ids) - block_size, (batch_size,), generator=generator)
-    windows = ids[start[:, None] + torch.arange(block_size + 1)]  # (batch, block_size + 1)
+    validate.positive_int(seq_len, "seq_len")
+    if len(ids) <= seq_len:
+        raise ValueError(f"ids has {len(ids)} tokens; need more than seq_len={seq_len}")
+    start = torch.randint(len(ids) - seq_len, (batch_size,), generator=generator)
+    windows = ids[start[:, None] + torch.arange(seq_len + 1)]  # (batch, seq_len + 1)
     return windows[:, :-1], windows[:, 1:]
 
 
-def lm_windows(ids: torch.Tensor, block_size: int, max_windows: int | None = None) -> Split:
+def lm_windows(ids: torch.Tensor, seq_len: int, max_windows: int | None = None) -> Split:
     """Consecutive, non-overlapping windows of a token stream as a :class:`zen.data.Split`.
 
-    ``x`` and ``y`` have shape ``(n_windows, block_size)`` and ``y`` is ``x`` shifted by one
+    ``x`` and ``y`` have shape ``(n_windows, seq_len)`` and ``y`` is ``x`` shifted by one
     token, so ``zen.train.evaluate_loss(model, split, lm_loss)`` is the validation loss.
     """
     validate.ndim(ids, 1, "ids", "(n_tokens,)")
-    validate.positive_int(block_size, "block_size")
-    n = (len(ids) - 1) // block_size
+    validate.positive_int(seq_len, "seq_len")
+    n = (len(ids) - 1) // seq_len
     if max_windows is not None:
         n = min(n, validate.positive_int(max_windows, "max_windows"))
     if n < 1:
-        raise ValueError(f"ids has {len(ids)} tokens; need at least block_size + 1 = {block_size + 1}")
-    x = ids[: n * block_size].view(n, block_size)  # (n_tokens,) -> (windows, block_size)
-    y = ids[1 : n * block_size + 1].view(n, block_size)
+        raise ValueError(f"ids has {len(ids)} tokens; need at least seq_len + 1 = {seq_len + 1}")
+    x = ids[: n * seq_len].view(n, seq_len)  # (n_tokens,) -> (windows, seq_len)
+    y = ids[1 : n * seq_len + 1].view(n, seq_len)
     return Split(x, y)

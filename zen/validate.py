@@ -6,7 +6,7 @@ so a student sees at once which argument is wrong.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 
@@ -56,3 +56,72 @@ def same_size(a: torch.Tensor, b: torch.Tensor, dim: int, name_a: str, name_b: s
             f"{name_a} and {name_b} must have the same size along dim {dim}: "
             f"got {tuple(a.shape)} and {tuple(b.shape)}"
         )
+
+
+def ndim_at_least(x: torch.Tensor, n: int, name: str, layout: str = "") -> None:
+    """Check ``x`` is a tensor with at least ``n`` dims; ``layout`` describes the expected axes."""
+    tensor(x, name)
+    if x.ndim < n:
+        hint = f" {layout}" if layout else ""
+        raise ValueError(f"{name} must have at least {n} dims{hint}, got shape {tuple(x.shape)}")
+
+
+def features(x: torch.Tensor, n: int, name: str) -> None:
+    """Check the last dim of ``x`` (its feature count) is ``n``."""
+    if x.shape[-1] != n:
+        raise ValueError(f"{name} must have {n} features (last dim), got shape {tuple(x.shape)}")
+
+
+def same_shape(x: torch.Tensor, like: torch.Tensor, name: str, like_name: str) -> None:
+    """Check ``x`` has the shape of ``like``."""
+    tensor(x, name)
+    if x.shape != like.shape:
+        raise ValueError(f"{name} must have the shape of {like_name} {tuple(like.shape)}, got {tuple(x.shape)}")
+
+
+def positive(value: object, name: str) -> float:
+    """Check ``value`` is a real number greater than zero and return it."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if not value > 0:
+        raise ValueError(f"{name} must be positive, got {value!r}")
+    return value
+
+
+def one_of(value: object, choices: Iterable[object], name: str) -> object:
+    """Check ``value`` is one of ``choices`` and return it."""
+    choices = list(choices)
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+    return value
+
+
+def divisible(a: int, b: int, name_a: str, name_b: str) -> None:
+    """Check ``b`` divides ``a`` (for example ``n_heads`` divides ``d_model``)."""
+    if a % b:
+        raise ValueError(f"{name_a} must be divisible by {name_b}, got {name_a}={a}, {name_b}={b}")
+
+
+def token_ids(
+    ids: torch.Tensor, vocab_size: int, name: str = "input_ids", dims: int | None = 2, values: bool | None = None
+) -> torch.Tensor:
+    """Check ``ids`` holds integer token ids (``TypeError`` otherwise) in ``[0, vocab_size)``.
+
+    ``dims`` is the expected ``ndim`` (``None``: any). The values are read back only when
+    ``values`` is true, or by default (``None``) when ``ids`` lives on the CPU: reading a
+    CUDA tensor's ``min()``/``max()`` would synchronise the device on every call, so models
+    leave it to the caller to check once, outside a loop (``GPT.generate`` checks its prompt
+    with ``values=True`` and then feeds only ids it sampled itself).
+    """
+    tensor(ids, name)
+    if ids.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"{name} must hold integer token ids (int64), got {ids.dtype}")
+    if dims is not None and ids.ndim != dims:
+        raise ValueError(f"{name} must be {dims}-D, got shape {tuple(ids.shape)}")
+    if values is None:
+        values = ids.device.type == "cpu" and not torch.compiler.is_compiling()
+    if values and ids.numel():
+        lo, hi = int(ids.min()), int(ids.max())
+        if lo < 0 or hi >= vocab_size:
+            raise ValueError(f"{name} must lie in [0, {vocab_size}), got values in [{lo}, {hi}]")
+    return ids

@@ -1,0 +1,103 @@
+"""Chapter 7 — telling a Transformer where each token is.
+
+Attention is blind to order (permuting the keys permutes nothing in the output), so positions
+enter from outside. Three ways, all with ``p`` the position and ``d`` the width::
+
+    sinusoidal (Vaswani et al.)  PE[p, 2i] = sin(p / base^(2i/d)),  PE[p, 2i+1] = cos(p / base^(2i/d))
+    learned    (BERT, GPT-2)     PE[p] = weight[p],  weight (max_len, d)
+    rotary     (RoPE, Su et al.) (x_i, x_{i+d/2}) at position p rotated by the angle p · base^(-2i/d)
+
+The first two are *added* to the token embeddings::
+
+    x (B, L, d) ──+ PE[offset : offset + L] (L, d) ──→ (B, L, d)
+
+RoPE instead rotates queries and keys inside attention, ``(..., L, d_head) → (..., L, d_head)``,
+so that ``⟨R_p q, R_s k⟩`` depends only on ``p − s``. ``offset`` is the number of positions
+already cached when decoding one token at a time.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from zen import validate
+
+__all__ = ["sinusoidal_positions", "SinusoidalPositionalEncoding", "LearnedPositionalEmbedding", "RotaryEmbedding"]
+
+
+def sinusoidal_positions(n_positions: int, d_model: int, base: float = 10000.0) -> torch.Tensor:
+    """The paper's table ``(n_positions, d_model)``, computed in float64 and returned as float32."""
+    validate.positive_int(n_positions, "n_positions")
+    validate.positive_int(d_model, "d_model")
+    if d_model % 2:
+        raise ValueError(f"d_model must be even for sinusoidal positions, got {d_model}")
+    pos = torch.arange(n_positions, dtype=torch.float64)[:, None]  # (n, 1)
+    inv_freq = base ** (-torch.arange(0, d_model, 2, dtype=torch.float64) / d_model)  # (d/2,)
+    angles = pos * inv_freq  # (n, d/2)
+    pe = torch.empty(n_positions, d_model, dtype=torch.float64)
+    pe[:, 0::2], pe[:, 1::2] = angles.sin(), angles.cos()
+    return pe.float()
+
+
+def _check_positions(x: torch.Tensor, offset: int, max_len: int, d_model: int) -> None:
+    validate.ndim(x, 3, "x", "(batch, L, d_model)")
+    validate.features(x, d_model, "x")
+    if offset + x.shape[1] > max_len:
+        raise ValueError(f"positions up to {offset + x.shape[1]} requested but max_len is {max_len}")
+
+
+class SinusoidalPositionalEncoding(nn.Module):
+    """Adds fixed sinusoidal positions: ``x (B, L, d_model) → x + PE[offset : offset + L]``."""
+
+    def __init__(self, d_model: int, max_len: int = 4096, base: float = 10000.0) -> None:
+        super().__init__()
+        self.d_model, self.max_len = d_model, max_len
+        self.register_buffer("pe", sinusoidal_positions(max_len, d_model, base), persistent=False)
+
+    def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        _check_positions(x, offset, self.max_len, self.d_model)
+        return x + self.pe[offset : offset + x.shape[1]].to(x.dtype)
+
+
+class LearnedPositionalEmbedding(nn.Module):
+    """Adds a learned vector per position: ``x + weight[offset : offset + L]``; ``weight (max_len, d_model)``."""
+
+    def __init__(self, max_len: int, d_model: int, init_std: float = 0.02) -> None:
+        super().__init__()
+        validate.positive_int(max_len, "max_len")
+        validate.positive_int(d_model, "d_model")
+        self.d_model, self.max_len = d_model, max_len
+        self.weight = nn.Parameter(torch.randn(max_len, d_model) * init_std)
+
+    def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        _check_positions(x, offset, self.max_len, self.d_model)
+        return x + self.weight[offset : offset + x.shape[1]]
+
+
+class RotaryEmbedding(nn.Module):
+    """Rotary position embedding (RoPE) for queries/keys ``(..., L, d_head)``; no parameters.
+
+    Feature pairs ``(x_i, x_{i + d/2})`` are rotated by ``p · base^(-2i/d)`` at position ``p``
+    (the "rotate-half" layout of GPT-NeoX and Llama).
+    """
+
+    def __init__(self, d_head: int, base: float = 10000.0) -> None:
+        super().__init__()
+        validate.positive_int(d_head, "d_head")
+        if d_head % 2:
+            raise ValueError(f"d_head must be even for RoPE, got {d_head}")
+        self.d_head, self.base = d_head, base
+        inv_freq = base ** (-torch.arange(0, d_head, 2, dtype=torch.float32) / d_head)  # (d/2,)
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+
+    def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        validate.ndim_at_least(x, 2, "x", "(..., L, d_head)")
+        validate.features(x, self.d_head, "x")
+        L = x.shape[-2]
+        pos = torch.arange(offset, offset + L, device=x.device, dtype=torch.float32)
+        angles = torch.outer(pos, self.inv_freq.to(x.device))  # (L, d/2)
+        cos, sin = angles.cos().repeat(1, 2).to(x.dtype), angles.sin().repeat(1, 2).to(x.dtype)  # (L, d)
+        x1, x2 = x.chunk(2, dim=-1)  # two halves (..., L, d/2)
+        rotated = torch.cat([-x2, x1], dim=-1)  # rotate_half: (x1, x2) -> (-x2, x1)
+        return x * cos + rotated * sin
