@@ -229,3 +229,14 @@ def test_accuracy_works_for_models_without_parameters():
     assert train.accuracy(ArgmaxOfInput(), s) == 1.0
     assert train.model_device(ArgmaxOfInput()) == torch.device("cpu")
 
+
+
+def test_importing_zen_plot_changes_no_global_setting():
+    code = (
+        "import matplotlib; before = dict(matplotlib.rcParams)\n"
+        "import zen.plot\n"
+        "assert dict(matplotlib.rcParams) == before, 'importing zen.plot changed rcParams'\n"
+        "zen.plot.use_style()\n"
+        "assert matplotlib.rcParams['axes.grid'] is True\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

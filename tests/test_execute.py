@@ -42,3 +42,11 @@ def test_check_command_reports_stale(tmp_path):
     path = _notebook(tmp_path, "1 + 1")
     result = subprocess.run([sys.executable, "-m", "zen", "check", str(path)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and "never run" in result.stdout
+
+
+def test_executed_notebooks_keep_no_progress_bar(tmp_path):
+    # tqdm's notebook bar ignores TQDM_DISABLE on its own; the execution kernel's start-up file fixes it
+    path = _notebook(tmp_path, "from tqdm.auto import tqdm\nfor _ in tqdm(range(3), desc='bar'):\n    pass\nprint('done')")
+    execute(path)
+    outputs = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"][0].outputs
+    assert [o.get("text") for o in outputs] == ["done\n"], outputs

@@ -112,3 +112,15 @@ def test_claims_were_swept_for_every_draw(path):
     """`zen sweep` passed seeds 0-4 with 1 and 2 threads on this notebook's current code."""
     problems = sweep_problems(path)
     assert not problems, f"{path.relative_to(ROOT)}: " + "; ".join(problems[:4])
+
+
+PROGRESS_BAR = re.compile(r"\d+%\|.*\| *\d+/\d+|it/s\]|s/it\]")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_committed_outputs_carry_no_progress_bar(path):
+    nb = nbformat.read(path, as_version=4)
+    for number, cell in enumerate((c for c in nb.cells if c.cell_type == "code"), start=1):
+        for out in cell.get("outputs", []):
+            text = out.get("text", "") + str(out.get("data", {}).get("text/plain", ""))
+            assert not PROGRESS_BAR.search(text), f"code cell {number} keeps progress-bar output: {text[:80]!r}"

@@ -1,4 +1,4 @@
-"""Chapter 9 — GPT: a decoder-only Transformer language model, with a KV cache and GPT-2 weights.
+"""GPT: a decoder-only Transformer language model, with a KV cache and GPT-2 weights.
 
 A causal language model {cite}`radford2018gpt,radford2019gpt2`: ``logits[:, t]`` is the
 model's distribution over token ``t + 1`` given tokens ``0..t``, trained with next-token

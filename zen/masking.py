@@ -1,4 +1,4 @@
-"""Chapter 8 — BERT's inputs: ``[CLS] a [SEP] b [SEP]`` batches and the masked-LM corruption.
+"""BERT's inputs: ``[CLS] a [SEP] b [SEP]`` batches and the masked-LM corruption.
 
 Masked language modelling hides 15 % of the ordinary tokens and asks the model for them::
 

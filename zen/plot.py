@@ -1,7 +1,7 @@
 """Plotting helpers with one consistent look across the book.
 
-Importing this module applies the course style (:func:`use_style`). Every helper takes an
-optional ``ax`` and returns the axes it drew on, so chapters can compose figures.
+Importing it changes no global setting: a chapter calls :func:`use_style` in its first cell
+to apply the course style. Every helper takes an optional ``ax`` and returns the axes it drew on, so chapters can compose figures.
 """
 
 from __future__ import annotations
@@ -90,6 +90,3 @@ def image_grid(
         fig.suptitle(title)
     fig.tight_layout()
     return fig
-
-
-use_style()

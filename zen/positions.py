@@ -1,4 +1,4 @@
-"""Chapter 7 — telling a Transformer where each token is.
+"""Telling a Transformer where each token is.
 
 Attention is blind to order (permuting the keys permutes nothing in the output), so positions
 enter from outside. Three ways, all with ``p`` the position and ``d`` the width::

@@ -12,6 +12,8 @@ import copy
 import hashlib
 import json
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -27,6 +29,8 @@ EXECUTION_ENV = {
     "PYTHONHASHSEED": "0",
     "ZEN_DEVICE": "cpu",
 }
+#: the kernel start-up file that makes ``TQDM_DISABLE`` hide tqdm's notebook bars too
+STARTUP = Path(__file__).with_name("startup") / "no_progress_bars.py"
 
 
 def code_hash(nb: nbformat.NotebookNode) -> str:
@@ -66,7 +70,12 @@ def run(
         interrupt_on_timeout=interrupt_on_timeout,
         resources={"metadata": {"path": str(Path(workdir).resolve())}},
     )
-    client.execute(env={**os.environ, **EXECUTION_ENV, **(env or {})})
+    with tempfile.TemporaryDirectory(prefix="zen-ipython-") as ipython_dir:
+        # IPython runs the scripts in <IPYTHONDIR>/profile_default/startup/ when a kernel starts
+        startup = Path(ipython_dir) / "profile_default" / "startup"
+        startup.mkdir(parents=True)
+        shutil.copy(STARTUP, startup / "00-no-progress-bars.py")
+        client.execute(env={**os.environ, **EXECUTION_ENV, "IPYTHONDIR": ipython_dir, **(env or {})})
     return nb
 
 
