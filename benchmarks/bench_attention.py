@@ -27,9 +27,9 @@ import platform
 
 import torch
 import torch.nn.functional as F
+from timing import forward_backward, interleaved_medians, synchronize
 from torch import nn
 
-from timing import forward_backward, interleaved_medians, synchronize
 from zen.attention import MultiHeadAttention, scaled_dot_product_attention
 
 
@@ -51,50 +51,95 @@ def mib(x: float | None) -> str:
 
 def sdpa_table(args, device: torch.device, dtype: torch.dtype) -> None:
     b, h, d = args.batch, args.heads, args.d_head
-    print(f"\n1. scaled dot-product attention, causal, forward + backward: (batch={b}, heads={h}, seq, d_head={d})")
-    print(f"{'seq':>6}{'zen ms':>10}{'torch ms':>10}{'ratio':>8}{'zen MiB':>11}{'torch MiB':>11}{'ratio':>8}")
+    print(
+        f"\n1. scaled dot-product attention, causal, forward + backward: (batch={b}, heads={h}, seq, d_head={d})"
+    )
+    print(
+        f"{'seq':>6}{'zen ms':>10}{'torch ms':>10}{'ratio':>8}{'zen MiB':>11}{'torch MiB':>11}{'ratio':>8}"
+    )
     for n in args.seqs:
         gen = torch.Generator(device="cpu").manual_seed(n)
-        q, k, v = (torch.randn(b, h, n, d, generator=gen).to(device, dtype).requires_grad_() for _ in range(3))
+        q, k, v = (
+            torch.randn(b, h, n, d, generator=gen).to(device, dtype).requires_grad_()
+            for _ in range(3)
+        )
         fns = {
-            "zen": forward_backward(lambda: scaled_dot_product_attention(q, k, v, is_causal=True).float().sum(), [q, k, v]),
-            "torch": forward_backward(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True).float().sum(), [q, k, v]),
+            "zen": forward_backward(
+                lambda: scaled_dot_product_attention(q, k, v, is_causal=True).float().sum(),
+                [q, k, v],
+            ),
+            "torch": forward_backward(
+                lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True).float().sum(),
+                [q, k, v],
+            ),
         }
         t = interleaved_medians(fns, device, args.warmup, args.reps)
         m = {name: peak_memory(fn, device) for name, fn in fns.items()}
         m_ratio = "n/a" if m["torch"] is None else f"{m['zen'] / m['torch']:.2f}"
-        print(f"{n:>6}{t['zen'] * 1e3:>10.2f}{t['torch'] * 1e3:>10.2f}{t['zen'] / t['torch']:>8.2f}"
-              f"{mib(m['zen']):>11}{mib(m['torch']):>11}{m_ratio:>8}")
+        print(
+            f"{n:>6}{t['zen'] * 1e3:>10.2f}{t['torch'] * 1e3:>10.2f}{t['zen'] / t['torch']:>8.2f}"
+            f"{mib(m['zen']):>11}{mib(m['torch']):>11}{m_ratio:>8}"
+        )
 
 
 def mha_table(args, device: torch.device, dtype: torch.dtype) -> None:
     b, h, d_model = args.batch, args.heads, args.heads * args.d_head
-    print(f"\n2. multi-head attention, causal, forward + backward: (batch={b}, seq, d_model={d_model}), {h} heads")
-    print(f"{'seq':>6}{'zen ms':>10}{'zen fused ms':>14}{'torch ms':>10}{'ratio':>8}{'fused ratio':>13}"
-          f"{'zen MiB':>10}{'fused MiB':>11}{'torch MiB':>11}")
+    print(
+        f"\n2. multi-head attention, causal, forward + backward: (batch={b}, seq, d_model={d_model}), {h} heads"
+    )
+    print(
+        f"{'seq':>6}{'zen ms':>10}{'zen fused ms':>14}{'torch ms':>10}{'ratio':>8}{'fused ratio':>13}"
+        f"{'zen MiB':>10}{'fused MiB':>11}{'torch MiB':>11}"
+    )
     torch.manual_seed(0)
     ref = nn.MultiheadAttention(d_model, h, batch_first=True).to(device, dtype)
     readable = MultiHeadAttention(d_model, h).to(device, dtype).load_torch_weights(ref)
-    fused = MultiHeadAttention(d_model, h, use_builtin=True).to(device, dtype).load_torch_weights(ref)
+    fused = (
+        MultiHeadAttention(d_model, h, use_builtin=True).to(device, dtype).load_torch_weights(ref)
+    )
 
     for n in args.seqs:
-        x = torch.randn(b, n, d_model, generator=torch.Generator().manual_seed(n)).to(device, dtype).requires_grad_()
-        causal = torch.ones(n, n, dtype=torch.bool, device=device).triu(1)  # nn.MultiheadAttention: True = blocked
+        x = (
+            torch.randn(b, n, d_model, generator=torch.Generator().manual_seed(n))
+            .to(device, dtype)
+            .requires_grad_()
+        )
+        causal = torch.ones(n, n, dtype=torch.bool, device=device).triu(
+            1
+        )  # nn.MultiheadAttention: True = blocked
         with torch.no_grad():
-            diff = (readable(x, is_causal=True) - ref(x, x, x, attn_mask=causal, need_weights=False)[0]).abs().max()
+            diff = (
+                (
+                    readable(x, is_causal=True)
+                    - ref(x, x, x, attn_mask=causal, need_weights=False)[0]
+                )
+                .abs()
+                .max()
+            )
         tol = 1e-4 if dtype == torch.float32 else 5e-2
         if diff > tol:
-            raise AssertionError(f"zen and torch disagree at seq {n}: max |diff| = {diff:.2e} > {tol}")
+            raise AssertionError(
+                f"zen and torch disagree at seq {n}: max |diff| = {diff:.2e} > {tol}"
+            )
         fns = {
             "zen": forward_backward(lambda: readable(x, is_causal=True).float().sum(), [x]),
             "fused": forward_backward(lambda: fused(x, is_causal=True).float().sum(), [x]),
-            "torch": forward_backward(lambda: ref(x, x, x, attn_mask=causal, is_causal=True, need_weights=False)[0].float().sum(), [x]),
+            "torch": forward_backward(
+                lambda: (
+                    ref(x, x, x, attn_mask=causal, is_causal=True, need_weights=False)[0]
+                    .float()
+                    .sum()
+                ),
+                [x],
+            ),
         }
         t = interleaved_medians(fns, device, args.warmup, args.reps)
         m = {name: peak_memory(fn, device) for name, fn in fns.items()}
-        print(f"{n:>6}{t['zen'] * 1e3:>10.2f}{t['fused'] * 1e3:>14.2f}{t['torch'] * 1e3:>10.2f}"
-              f"{t['zen'] / t['torch']:>8.2f}{t['fused'] / t['torch']:>13.2f}"
-              f"{mib(m['zen']):>10}{mib(m['fused']):>11}{mib(m['torch']):>11}")
+        print(
+            f"{n:>6}{t['zen'] * 1e3:>10.2f}{t['fused'] * 1e3:>14.2f}{t['torch'] * 1e3:>10.2f}"
+            f"{t['zen'] / t['torch']:>8.2f}{t['fused'] / t['torch']:>13.2f}"
+            f"{mib(m['zen']):>10}{mib(m['fused']):>11}{mib(m['torch']):>11}"
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -114,7 +159,9 @@ def main(argv: list[str] | None = None) -> None:
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
     else:
-        name = f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+        name = (
+            f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+        )
     print(f"device: {name}; torch {torch.__version__}; dtype {args.dtype}")
     sdpa_table(args, device, dtype)
     mha_table(args, device, dtype)

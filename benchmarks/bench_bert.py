@@ -20,17 +20,21 @@ import platform
 
 import torch
 import torch.nn.functional as F
-
 from timing import interleaved_medians as timeit
+
 from zen.bert import IGNORE_INDEX, BertForMaskedLM, BertModel, mask_tokens
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cpu")
-    p.add_argument("--size", choices=["mini", "small", "base"], default=None,
-                   help="mini: d=64, 2 layers (the chapter's model); small: d=256, 4 layers; base: BERT-base. "
-                        "Default: small on CPU, base on CUDA")
+    p.add_argument(
+        "--size",
+        choices=["mini", "small", "base"],
+        default=None,
+        help="mini: d=64, 2 layers (the chapter's model); small: d=256, 4 layers; base: BERT-base. "
+        "Default: small on CPU, base on CUDA",
+    )
     p.add_argument("--batch", type=int, default=None)
     p.add_argument("--seq", type=int, default=128)
     p.add_argument("--reps", type=int, default=10)
@@ -46,12 +50,25 @@ def main() -> None:
     batch = args.batch or (32 if device.type == "cuda" else 8)
     vocab = 30522 if size == "base" else 8192
     torch.manual_seed(0)
-    hf_cfg = transformers.BertConfig(vocab_size=vocab, hidden_size=d, num_hidden_layers=n_layers,
-                                     num_attention_heads=heads, intermediate_size=ff, max_position_embeddings=512,
-                                     hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    hf_cfg = transformers.BertConfig(
+        vocab_size=vocab,
+        hidden_size=d,
+        num_hidden_layers=n_layers,
+        num_attention_heads=heads,
+        intermediate_size=ff,
+        max_position_embeddings=512,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
+    name = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    )
     print(f"device: {name}; torch {torch.__version__}, transformers {transformers.__version__}")
-    print(f"model: {size} (d={d}, layers={n_layers}, heads={heads}, ff={ff}, vocab={vocab}); batch {batch} x seq {args.seq}")
+    print(
+        f"model: {size} (d={d}, layers={n_layers}, heads={heads}, ff={ff}, vocab={vocab}); batch {batch} x seq {args.seq}"
+    )
 
     hf = transformers.BertModel(hf_cfg).to(device).eval()
     zen_readable = BertModel.from_hf(hf).eval()
@@ -62,13 +79,32 @@ def main() -> None:
     mask = torch.ones_like(ids)
     mask[batch // 2 :, args.seq * 3 // 4 :] = 0  # half the rows padded
     with torch.no_grad():
-        diff = (zen_readable(ids, attention_mask=mask)[0] - hf(ids, attention_mask=mask).last_hidden_state).abs().max()
-        t = timeit({"hf": lambda: hf(ids, attention_mask=mask), "zr": lambda: zen_readable(ids, attention_mask=mask),
-                    "zf": lambda: zen_fused(ids, attention_mask=mask)}, device, 3, args.reps)
+        diff = (
+            (
+                zen_readable(ids, attention_mask=mask)[0]
+                - hf(ids, attention_mask=mask).last_hidden_state
+            )
+            .abs()
+            .max()
+        )
+        t = timeit(
+            {
+                "hf": lambda: hf(ids, attention_mask=mask),
+                "zr": lambda: zen_readable(ids, attention_mask=mask),
+                "zf": lambda: zen_fused(ids, attention_mask=mask),
+            },
+            device,
+            3,
+            args.reps,
+        )
         t_hf, t_zr, t_zf = t["hf"], t["zr"], t["zf"]
     print(f"\nforward (max |zen - HF| = {diff:.1e})")
     print(f"{'model':<32}{'ms / batch':>12}{'vs HF':>8}")
-    for label, t in (("HF BertModel", t_hf), ("zen BertModel (readable attn)", t_zr), ("zen BertModel (fused SDPA)", t_zf)):
+    for label, t in (
+        ("HF BertModel", t_hf),
+        ("zen BertModel (readable attn)", t_zr),
+        ("zen BertModel (fused SDPA)", t_zf),
+    ):
         print(f"{label:<32}{t * 1e3:>12.2f}{t / t_hf:>8.2f}")
 
     # ------------------------------------------------------------------ pre-training throughput
@@ -85,8 +121,13 @@ def main() -> None:
     steps = {}
     for label, model, step in (
         ("HF BertForMaskedLM", hf_mlm, lambda m: m(input_ids=inputs, labels=labels).loss),
-        ("zen (fused), head everywhere", zen_mlm_fused,
-         lambda m: F.cross_entropy(m(inputs).flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX)),
+        (
+            "zen (fused), head everywhere",
+            zen_mlm_fused,
+            lambda m: F.cross_entropy(
+                m(inputs).flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX
+            ),
+        ),
         ("zen BertForMaskedLM (readable)", zen_mlm, lambda m: m.loss(inputs, labels)),
         ("zen BertForMaskedLM (fused)", zen_mlm_fused, lambda m: m.loss(inputs, labels)),
     ):
@@ -99,7 +140,10 @@ def main() -> None:
             opt.step()
 
         steps[label] = train_step
-    rates = {label: batch * args.seq / t for label, t in timeit(steps, device, 2, args.train_steps).items()}
+    rates = {
+        label: batch * args.seq / t
+        for label, t in timeit(steps, device, 2, args.train_steps).items()
+    }
     for label, r in rates.items():
         print(f"{label:<32}{r:>12,.0f}{r / rates['HF BertForMaskedLM']:>8.2f}")
 

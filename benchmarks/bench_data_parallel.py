@@ -95,21 +95,38 @@ def time_steps(width: int, depth: int, batch: int, steps: int) -> dict[str, floa
         if i >= 2:
             compute.append(t1 - t0)
             comm.append(t3 - t2)
-    return {"compute": statistics.median(compute), "comm": statistics.median(comm),
-            "n_bytes": 4 * sum(p.numel() for p in params)}
+    return {
+        "compute": statistics.median(compute),
+        "comm": statistics.median(comm),
+        "n_bytes": 4 * sum(p.numel() for p in params),
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--backend", choices=("gloo", "nccl"), default="gloo")
-    parser.add_argument("--procs", type=int, nargs="+", default=None, help="process counts (default: 1 2 4, or 1 … #GPUs)")
+    parser.add_argument(
+        "--procs",
+        type=int,
+        nargs="+",
+        default=None,
+        help="process counts (default: 1 2 4, or 1 … #GPUs)",
+    )
     parser.add_argument("--width", type=int, default=512)
-    parser.add_argument("--depth", type=int, default=8, help="hidden layers: parameters ≈ depth × width²")
+    parser.add_argument(
+        "--depth", type=int, default=8, help="hidden layers: parameters ≈ depth × width²"
+    )
     parser.add_argument("--batch", type=int, default=64, help="examples per process per step")
     parser.add_argument("--steps", type=int, default=10)
     args = parser.parse_args()
     if args.procs is None:
-        args.procs = [1, 2, 4] if args.backend == "gloo" else [p for p in (1, 2, 4, 8) if p <= torch.cuda.device_count()]
+        args.procs = (
+            [1, 2, 4]
+            if args.backend == "gloo"
+            else [p for p in (1, 2, 4, 8) if p <= torch.cuda.device_count()]
+        )
     kw = {"backend": args.backend, "timeout": 300}
     if args.backend == "nccl":
         name = f"{torch.cuda.device_count()} × {torch.cuda.get_device_name(0)} (NCCL)"
@@ -121,9 +138,13 @@ def main() -> None:
     alpha, beta = launch(measure_alpha_beta, 2, **kw)[0]
     n_params = sum(p.numel() for p in make_model(args.width, args.depth).parameters())
     print(f"device: {name}")
-    print(f"model: {n_params / 1e6:.2f} M parameters ({4 * n_params / 1e6:.1f} MB of fp32 gradients), batch {args.batch} per process")
+    print(
+        f"model: {n_params / 1e6:.2f} M parameters ({4 * n_params / 1e6:.1f} MB of fp32 gradients), batch {args.batch} per process"
+    )
     print(f"fitted α = {alpha * 1e6:.1f} µs, 1/β = {1 / beta / 1e9:.2f} GB/s\n")
-    print(f"{'p':>3} {'compute ms':>11} {'all-reduce ms':>14} {'α–β ms':>8} {'samples/s':>10} {'predicted':>10} {'speed-up':>9}")
+    print(
+        f"{'p':>3} {'compute ms':>11} {'all-reduce ms':>14} {'α–β ms':>8} {'samples/s':>10} {'predicted':>10} {'speed-up':>9}"
+    )
     base = None
     for p in args.procs:
         res = launch(time_steps, p, args.width, args.depth, args.batch, args.steps, **kw)
@@ -133,7 +154,9 @@ def main() -> None:
         throughput = p * args.batch / (compute + comm)
         predicted = p * args.batch / (compute + predicted_comm)
         base = base or throughput
-        print(f"{p:>3} {compute * 1e3:11.2f} {comm * 1e3:14.2f} {predicted_comm * 1e3:8.2f} {throughput:10.0f} {predicted:10.0f} {throughput / base:8.2f}×")
+        print(
+            f"{p:>3} {compute * 1e3:11.2f} {comm * 1e3:14.2f} {predicted_comm * 1e3:8.2f} {throughput:10.0f} {predicted:10.0f} {throughput / base:8.2f}×"
+        )
 
 
 if __name__ == "__main__":

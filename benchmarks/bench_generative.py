@@ -32,6 +32,7 @@ from torch.distributions import Independent, Normal, kl_divergence
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from timing import forward_backward, interleaved_medians  # noqa: E402
+
 from zen.gan import (  # noqa: E402
     MLPDiscriminator,
     MLPGenerator,
@@ -45,7 +46,9 @@ from zen.vae import VAE, bernoulli_log_likelihood, gaussian_kl, train_vae  # noq
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--n", type=int, default=1_000_000, help="elements for the loss table")
@@ -56,8 +59,14 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
-    print(f"device {device} ({name}), torch {torch.__version__}, threads {torch.get_num_threads()}\n")
+    name = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else platform.processor() or platform.machine()
+    )
+    print(
+        f"device {device} ({name}), torch {torch.__version__}, threads {torch.get_num_threads()}\n"
+    )
     g = torch.Generator().manual_seed(0)
 
     # 1. losses
@@ -96,8 +105,12 @@ def main() -> None:
     print(f"1. losses, forward + backward over {args.n:,} elements")
     print("| loss | zen ms | PyTorch ms | zen / PyTorch |\n|---|---:|---:|---:|")
     for label, (ours, ref, leaves) in pairs.items():
-        t = interleaved_medians({"ours": forward_backward(ours, leaves), "ref": forward_backward(ref, leaves)},
-                                device, 2, args.repeats)
+        t = interleaved_medians(
+            {"ours": forward_backward(ours, leaves), "ref": forward_backward(ref, leaves)},
+            device,
+            2,
+            args.repeats,
+        )
         t_ours, t_ref = t["ours"], t["ref"]
         print(f"| {label} | {1e3 * t_ours:.2f} | {1e3 * t_ref:.2f} | {t_ours / t_ref:.2f} |")
 
@@ -119,7 +132,9 @@ def main() -> None:
 
         return run
 
-    t = interleaved_medians({"plain": critic_step(False), "gp": critic_step(True)}, device, 2, args.repeats)
+    t = interleaved_medians(
+        {"plain": critic_step(False), "gp": critic_step(True)}, device, 2, args.repeats
+    )
     plain, with_gp = t["plain"], t["gp"]
     print(f"\n2. one WGAN critic step (MLP 64-256-256-1, batch {args.batch})")
     print("| step | ms | ratio |\n|---|---:|---:|")

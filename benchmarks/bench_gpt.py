@@ -33,7 +33,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from zen.gpt import GPT, GPTConfig, flops_per_token  # noqa: E402
 
-PEAK_BF16_TFLOPS = {"H100 PCIe": 756.0, "H100": 989.0, "H200": 989.0, "GH200": 989.0, "A100": 312.0, "L4": 121.0}
+PEAK_BF16_TFLOPS = {
+    "H100 PCIe": 756.0,
+    "H100": 989.0,
+    "H200": 989.0,
+    "GH200": 989.0,
+    "A100": 312.0,
+    "L4": 121.0,
+}
 
 
 def peak_tflops(device_name: str) -> float | None:
@@ -135,8 +142,17 @@ def cpu_benchmark(args) -> None:
         return hf.generate(p, max_new_tokens=k, min_new_tokens=k, do_sample=False, use_cache=True, pad_token_id=0,
                            attention_mask=torch.ones_like(p))  # fmt: skip
 
-    g_zen, g_hf = generate_throughput(zen_gen, args, device), generate_throughput(hf_gen, args, device)
-    rows.append((f"greedy generation, KV cache (batch {args.gen_batch}, {args.new_tokens} new)", g_zen, g_hf))
+    g_zen, g_hf = (
+        generate_throughput(zen_gen, args, device),
+        generate_throughput(hf_gen, args, device),
+    )
+    rows.append(
+        (
+            f"greedy generation, KV cache (batch {args.gen_batch}, {args.new_tokens} new)",
+            g_zen,
+            g_hf,
+        )
+    )
 
     def zen_nocache(p, k):
         return zen_model.generate(p, k, temperature=0, use_cache=False)
@@ -171,13 +187,19 @@ def gpu_benchmark(args) -> None:
     results = []
     models = [("zen GPT", zen_model, lambda m: m)]
     if not args.no_hf:
-        models.append(("HF GPT2LMHeadModel", hf, lambda m: (lambda x: m(x).logits)))
+        models.append(("HF GPT2LMHeadModel", hf, lambda m: lambda x: m(x).logits))
     else:
         del hf
     for label, model, wrap in models:
         model.train()
-        tps = train_throughput(wrap(model), model.parameters(), args, device, autocast=True,
-                               compile=not args.no_compile)
+        tps = train_throughput(
+            wrap(model),
+            model.parameters(),
+            args,
+            device,
+            autocast=True,
+            compile=not args.no_compile,
+        )
         mfu = fpt * tps / (peak * 1e12)
         results.append((label, tps, mfu))
         model.cpu()
@@ -191,25 +213,45 @@ def gpu_benchmark(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--gpu", action="store_true", help="GPT-2-124M training step with bf16 + torch.compile, MFU")
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--gpu", action="store_true", help="GPT-2-124M training step with bf16 + torch.compile, MFU"
+    )
     p.add_argument("--steps", type=int, default=None, help="timed training steps (CPU 5, GPU 10)")
-    p.add_argument("--warmup", type=int, default=None, help="untimed steps first (CPU 2, GPU 5: compilation)")
+    p.add_argument(
+        "--warmup", type=int, default=None, help="untimed steps first (CPU 2, GPU 5: compilation)"
+    )
     p.add_argument("--batch", type=int, default=None, help="training batch (CPU 8, GPU 16)")
     p.add_argument("--seq", type=int, default=None, help="sequence length (CPU 128, GPU 1024)")
     p.add_argument("--d-model", type=int, default=None, help="width (CPU 256, GPU 768)")
     p.add_argument("--layers", type=int, default=None, help="depth (CPU 4, GPU 12)")
     p.add_argument("--heads", type=int, default=None, help="heads (CPU 4, GPU 12)")
-    p.add_argument("--vocab", type=int, default=None, help="vocabulary (CPU 8192, GPU 50257; 50304 is faster)")
+    p.add_argument(
+        "--vocab", type=int, default=None, help="vocabulary (CPU 8192, GPU 50257; 50304 is faster)"
+    )
     p.add_argument("--gen-batch", type=int, default=1, help="generation batch (CPU)")
     p.add_argument("--prompt", type=int, default=16, help="prompt length for generation (CPU)")
     p.add_argument("--new-tokens", type=int, default=64, help="tokens to generate (CPU)")
-    p.add_argument("--peak-tflops", type=float, default=None, help="device peak bf16 TFLOP/s for MFU")
+    p.add_argument(
+        "--peak-tflops", type=float, default=None, help="device peak bf16 TFLOP/s for MFU"
+    )
     p.add_argument("--no-compile", action="store_true", help="GPU: skip torch.compile")
-    p.add_argument("--compile-mode", default=None, help="GPU: torch.compile mode, e.g. max-autotune-no-cudagraphs")
+    p.add_argument(
+        "--compile-mode",
+        default=None,
+        help="GPU: torch.compile mode, e.g. max-autotune-no-cudagraphs",
+    )
     p.add_argument("--no-hf", action="store_true", help="GPU: skip the Hugging Face comparison")
-    p.add_argument("--device", default="cuda", help="--gpu mode's device (cpu: a quick smoke test of the script)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument(
+        "--device",
+        default="cuda",
+        help="--gpu mode's device (cpu: a quick smoke test of the script)",
+    )
+    p.add_argument(
+        "--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)"
+    )
     args = p.parse_args(argv)
     defaults = (
         dict(steps=10, warmup=5, batch=16, seq=1024, d_model=768, layers=12, heads=12, vocab=50257)

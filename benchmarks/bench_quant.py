@@ -45,7 +45,11 @@ def dynamic_int8(module: nn.Module) -> nn.Module:
 
 def median_time(fn, x) -> float:
     with torch.no_grad():
-        return benchmark.Timer("f(x)", globals={"f": fn, "x": x}).blocked_autorange(min_run_time=0.5).median
+        return (
+            benchmark.Timer("f(x)", globals={"f": fn, "x": x})
+            .blocked_autorange(min_run_time=0.5)
+            .median
+        )
 
 
 def state_bytes(module: nn.Module) -> int:
@@ -55,17 +59,26 @@ def state_bytes(module: nn.Module) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--shapes", default="64x1024x1024,256x1024x1024,16x4096x4096",
-                        help="comma-separated batch x in x out")
+    parser.add_argument(
+        "--shapes",
+        default="64x1024x1024,256x1024x1024,16x4096x4096",
+        help="comma-separated batch x in x out",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, threads {torch.get_num_threads()}")
+    print(
+        f"torch {torch.__version__}, {platform.processor() or platform.machine()}, threads {torch.get_num_threads()}"
+    )
 
-    print("\n| batch × in × out | fp32 ms | torch int8 ms | zen int8 ms | torch int8 speed-up | zen int8 speed-up | torch int8 error | zen int8 error |")
+    print(
+        "\n| batch × in × out | fp32 ms | torch int8 ms | zen int8 ms | torch int8 speed-up | zen int8 speed-up | torch int8 error | zen int8 error |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for shape in args.shapes.split(","):
         b, d_in, d_out = (int(v) for v in shape.split("x"))
@@ -74,21 +87,34 @@ def main() -> None:
         tq, zq = dynamic_int8(nn.Sequential(lin)), quant.Int8Linear.from_float(lin)
         with torch.no_grad():
             ref = lin(x)
-            err = {n: ((m(x) - ref).abs().max() / ref.abs().max()).item() for n, m in (("torch", tq), ("zen", zq))}
+            err = {
+                n: ((m(x) - ref).abs().max() / ref.abs().max()).item()
+                for n, m in (("torch", tq), ("zen", zq))
+            }
         t = {n: median_time(m, x) for n, m in (("fp32", lin), ("torch", tq), ("zen", zq))}
-        print(f"| {b} × {d_in} × {d_out} | {t['fp32'] * 1e3:.2f} | {t['torch'] * 1e3:.2f} | {t['zen'] * 1e3:.2f} | "
-              f"{t['fp32'] / t['torch']:.2f}× | {t['fp32'] / t['zen']:.2f}× | {err['torch']:.2e} | {err['zen']:.2e} |")
+        print(
+            f"| {b} × {d_in} × {d_out} | {t['fp32'] * 1e3:.2f} | {t['torch'] * 1e3:.2f} | {t['zen'] * 1e3:.2f} | "
+            f"{t['fp32'] / t['torch']:.2f}× | {t['fp32'] / t['zen']:.2f}× | {err['torch']:.2e} | {err['zen']:.2e} |"
+        )
 
     dims = [1024, 2048, 2048, 1024]
-    mlp = nn.Sequential(*[m for a, b in zip(dims, dims[1:]) for m in (nn.Linear(a, b), nn.ReLU())][:-1])
+    mlp = nn.Sequential(
+        *[m for a, b in zip(dims, dims[1:]) for m in (nn.Linear(a, b), nn.ReLU())][:-1]
+    )
     n = sum(p.numel() for p in mlp.parameters())
     fp32 = state_bytes(mlp)
     tq_bytes = state_bytes(dynamic_int8(mlp))
     zq_bytes = state_bytes(swap_linears(copy.deepcopy(mlp), quant.Int8Linear.from_float))
-    print(f"\nMLP {'-'.join(map(str, dims))} ({n / 1e6:.2f} M parameters), torch.save(state_dict):\n")
+    print(
+        f"\nMLP {'-'.join(map(str, dims))} ({n / 1e6:.2f} M parameters), torch.save(state_dict):\n"
+    )
     print("| format | bytes on disk | ratio to fp32 |")
     print("|---|---:|---:|")
-    for name, size in (("fp32", fp32), ("torch dynamic int8", tq_bytes), ("zen Int8Linear", zq_bytes)):
+    for name, size in (
+        ("fp32", fp32),
+        ("torch dynamic int8", tq_bytes),
+        ("zen Int8Linear", zq_bytes),
+    ):
         print(f"| {name} | {size:,} | {fp32 / size:.2f} |")
 
 

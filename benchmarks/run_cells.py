@@ -1,6 +1,11 @@
 """Run a notebook's code cells in order in one namespace (no Jupyter needed), keep going past a
 failing cell, and print one line per cell: seconds and ok / the error. Usage: run_cells.py NB"""
-import json, os, sys, time, traceback
+
+import json
+import os
+import sys
+import time
+import traceback
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 path = os.path.abspath(sys.argv[1])
@@ -21,4 +26,7 @@ for i, cell in enumerate(cells, 1):
         line = traceback.extract_tb(err.__traceback__)[-1]
         status = f"FAIL {type(err).__name__}: {str(err)[:200]} (at {line.filename}:{line.lineno} `{(line.line or '').strip()[:120]}`)"
     print(f"[{name}] cell {i:2d} {time.time() - t:7.1f} s  {status}", flush=True)
-print(f"[{name}] done in {time.time() - start:.0f} s, {failed} failing cell(s) of {len(cells)}", flush=True)
+print(
+    f"[{name}] done in {time.time() - start:.0f} s, {failed} failing cell(s) of {len(cells)}",
+    flush=True,
+)

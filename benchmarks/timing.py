@@ -36,7 +36,9 @@ def interleaved_medians(
     return {name: sorted(t)[len(t) // 2] for name, t in times.items()}
 
 
-def forward_backward(loss_fn: Callable[[], torch.Tensor], leaves: list[torch.Tensor]) -> Callable[[], None]:
+def forward_backward(
+    loss_fn: Callable[[], torch.Tensor], leaves: list[torch.Tensor]
+) -> Callable[[], None]:
     """A closure for the timers: clear the gradients of ``leaves``, then backpropagate ``loss_fn()``."""
 
     def run() -> None:

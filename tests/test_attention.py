@@ -7,7 +7,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zen.attention import KVCache, MultiHeadAttention, causal_mask, merge_heads, scaled_dot_product_attention, split_heads
+from zen.attention import (
+    KVCache,
+    MultiHeadAttention,
+    causal_mask,
+    merge_heads,
+    scaled_dot_product_attention,
+    split_heads,
+)
 
 ATOL = 1e-5
 
@@ -26,7 +33,11 @@ def test_sdpa_matches_builtin_over_random_shapes_and_masks(seed, device):
     B, H = (int(x) for x in torch.randint(1, 4, (2,), generator=g))
     L, S = (int(x) for x in torch.randint(1, 9, (2,), generator=g))
     E, Ev = (int(x) for x in torch.randint(1, 17, (2,), generator=g))
-    q, k, v = _rand(g, B, H, L, E, device=device), _rand(g, B, H, S, E, device=device), _rand(g, B, H, S, Ev, device=device)
+    q, k, v = (
+        _rand(g, B, H, L, E, device=device),
+        _rand(g, B, H, S, E, device=device),
+        _rand(g, B, H, S, Ev, device=device),
+    )
     kind = ["none", "bool", "bool_bcast", "float", "causal", "causal_bool"][seed]
     mask, causal = None, kind.startswith("causal")
     if kind in ("bool", "causal_bool"):
@@ -36,8 +47,18 @@ def test_sdpa_matches_builtin_over_random_shapes_and_masks(seed, device):
     elif kind == "float":
         mask = torch.randn(B, 1, L, S, generator=g).to(device)
     ours = scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
-    ref = F.scaled_dot_product_attention(q, k, v, attn_mask=mask if not causal else (
-        causal_mask(L, S, device=device) if mask is None else mask & causal_mask(L, S, device=device)))
+    ref = F.scaled_dot_product_attention(
+        q,
+        k,
+        v,
+        attn_mask=mask
+        if not causal
+        else (
+            causal_mask(L, S, device=device)
+            if mask is None
+            else mask & causal_mask(L, S, device=device)
+        ),
+    )
     assert ours.shape == (B, H, L, Ev)
     assert torch.allclose(ours, ref, atol=ATOL)
     g_out = torch.randn(ours.shape, generator=g).to(device)
@@ -49,13 +70,19 @@ def test_is_causal_matches_builtin_flag(device):
     g = torch.Generator().manual_seed(0)
     q, k, v = (_rand(g, 2, 3, 5, 4, device=device) for _ in range(3))
     assert torch.allclose(
-        scaled_dot_product_attention(q, k, v, is_causal=True), F.scaled_dot_product_attention(q, k, v, is_causal=True), atol=ATOL
+        scaled_dot_product_attention(q, k, v, is_causal=True),
+        F.scaled_dot_product_attention(q, k, v, is_causal=True),
+        atol=ATOL,
     )
 
 
 def test_scale_and_weights(device):
     g = torch.Generator().manual_seed(1)
-    q, k, v = _rand(g, 2, 4, 3, device=device), _rand(g, 2, 6, 3, device=device), _rand(g, 2, 6, 5, device=device)
+    q, k, v = (
+        _rand(g, 2, 4, 3, device=device),
+        _rand(g, 2, 6, 3, device=device),
+        _rand(g, 2, 6, 5, device=device),
+    )
     out, w = scaled_dot_product_attention(q, k, v, scale=0.3, return_weights=True)
     assert torch.allclose(out, F.scaled_dot_product_attention(q, k, v, scale=0.3), atol=ATOL)
     assert w.shape == (2, 4, 6)
@@ -68,7 +95,9 @@ def test_fully_masked_query_gives_zeros_not_nan(device):
     mask = torch.ones(3, 3, dtype=torch.bool, device=device)
     mask[1] = False
     out, w = scaled_dot_product_attention(q, k, v, attn_mask=mask, return_weights=True)
-    assert torch.equal(out[0, 1], torch.zeros(4, device=device)) and torch.equal(w[0, 1], torch.zeros(3, device=device))
+    assert torch.equal(out[0, 1], torch.zeros(4, device=device)) and torch.equal(
+        w[0, 1], torch.zeros(3, device=device)
+    )
     assert torch.allclose(out, F.scaled_dot_product_attention(q, k, v, attn_mask=mask), atol=ATOL)
     out.sum().backward()
     assert torch.isfinite(q.grad).all() and torch.isfinite(k.grad).all()
@@ -77,7 +106,9 @@ def test_fully_masked_query_gives_zeros_not_nan(device):
 def test_dropout_zeroes_weights_and_rescales():
     torch.manual_seed(0)
     q, k, v = torch.randn(1, 50, 8), torch.randn(1, 50, 8), torch.eye(50).unsqueeze(0)
-    out = scaled_dot_product_attention(q, k, v, dropout_p=0.5)  # with v = I, out is the dropped weights
+    out = scaled_dot_product_attention(
+        q, k, v, dropout_p=0.5
+    )  # with v = I, out is the dropped weights
     w = scaled_dot_product_attention(q, k, v)
     kept = out != 0
     assert 0.3 < kept.float().mean() < 0.7
@@ -108,12 +139,20 @@ def test_mha_matches_nn_multiheadattention(seed, use_builtin, device):
     mem = _rand(g, B, S, d, device=device) if cross else x
     S = mem.shape[1]
     pad = torch.rand(B, S, generator=g) < 0.3
-    pad[:, 0] = False  # every query keeps at least one key (nn.MultiheadAttention gives NaN otherwise)
+    pad[:, 0] = (
+        False  # every query keeps at least one key (nn.MultiheadAttention gives NaN otherwise)
+    )
     pad = pad.to(device)
     causal = seed == 2
-    ref_mask = ~causal_mask(L, device=device) if causal else None  # nn.MultiheadAttention: True = blocked
-    out_ref, w_ref = ref(x, mem, mem, key_padding_mask=pad, attn_mask=ref_mask, average_attn_weights=False)
-    out, w = ours(x, mem if cross else None, key_padding_mask=pad, is_causal=causal, need_weights=True)
+    ref_mask = (
+        ~causal_mask(L, device=device) if causal else None
+    )  # nn.MultiheadAttention: True = blocked
+    out_ref, w_ref = ref(
+        x, mem, mem, key_padding_mask=pad, attn_mask=ref_mask, average_attn_weights=False
+    )
+    out, w = ours(
+        x, mem if cross else None, key_padding_mask=pad, is_causal=causal, need_weights=True
+    )
     assert torch.allclose(out, out_ref, atol=ATOL)
     assert torch.allclose(w, w_ref, atol=ATOL)
     out_fast = ours(x, mem if cross else None, key_padding_mask=pad, is_causal=causal)
@@ -181,7 +220,9 @@ def test_bad_inputs_name_the_shapes():
         mha(torch.randn(2, 3, 6))
     with pytest.raises(ValueError, match=r"query must be 3-D.*\(3, 8\)"):
         mha(torch.randn(3, 8))
-    with pytest.raises(ValueError, match=r"key_padding_mask must have shape \(batch, S\) = \(2, 3\), got \(2, 4\)"):
+    with pytest.raises(
+        ValueError, match=r"key_padding_mask must have shape \(batch, S\) = \(2, 3\), got \(2, 4\)"
+    ):
         mha(torch.randn(2, 3, 8), key_padding_mask=torch.zeros(2, 4, dtype=torch.bool))
     with pytest.raises(ValueError, match=r"query, key, value must share.*\(2, 5, 8\).*\(2, 4, 8\)"):
         mha(torch.randn(2, 3, 8), torch.randn(2, 5, 8), torch.randn(2, 4, 8))

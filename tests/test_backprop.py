@@ -12,7 +12,9 @@ from zen.backprop import ACTIVATIONS, TwoLayerMLP, bce_with_logits, softmax_cros
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_backward_matches_autograd(activation, device):
     g = torch.Generator().manual_seed(0)
-    net = TwoLayerMLP(7, 11, 5, activation=activation, generator=g, dtype=torch.float64, device=device)
+    net = TwoLayerMLP(
+        7, 11, 5, activation=activation, generator=g, dtype=torch.float64, device=device
+    )
     x = torch.randn(13, 7, generator=g, dtype=torch.float64).to(device)
     y = torch.randint(0, 5, (13,), generator=g).to(device)
     loss, grads = net.loss_and_grads(x, y)

@@ -23,8 +23,7 @@ SPECIAL = (PAD, CLS, SEP, MASK)
 
 
 def small_config(**kw) -> BertConfig:
-    base = dict(vocab_size=60, d_model=32, n_layers=2, n_heads=4, d_ff=48, max_len=24,
-                dropout=0.0)
+    base = dict(vocab_size=60, d_model=32, n_layers=2, n_heads=4, d_ff=48, max_len=24, dropout=0.0)
     return BertConfig(**{**base, **kw})
 
 
@@ -58,8 +57,14 @@ def test_mask_tokens_follows_the_80_10_10_rule():
     masked = (inputs[chosen] == MASK).sum() / n
     kept = (inputs[chosen] == ids[chosen]).sum() / n
     random = 1 - masked - kept
-    assert abs(masked - 0.8) < 0.01 and abs(kept - 0.1 - 1 / 996 * 0.1) < 0.01 and abs(random - 0.1) < 0.01
-    assert not torch.isin(inputs[chosen & (inputs != MASK)], torch.tensor(SPECIAL)).any(), "random ids must be ordinary"
+    assert (
+        abs(masked - 0.8) < 0.01
+        and abs(kept - 0.1 - 1 / 996 * 0.1) < 0.01
+        and abs(random - 0.1) < 0.01
+    )
+    assert not torch.isin(inputs[chosen & (inputs != MASK)], torch.tensor(SPECIAL)).any(), (
+        "random ids must be ordinary"
+    )
 
 
 def test_mask_tokens_is_reproducible_and_keeps_device_and_dtype(device):
@@ -82,7 +87,12 @@ def test_mask_tokens_is_reproducible_and_keeps_device_and_dtype(device):
     ],
 )
 def test_mask_tokens_rejects_bad_input(kwargs, error, match):
-    args = dict(input_ids=torch.tensor([[1, 8, 9, 2]]), mask_token_id=MASK, special_ids=SPECIAL, vocab_size=10)
+    args = dict(
+        input_ids=torch.tensor([[1, 8, 9, 2]]),
+        mask_token_id=MASK,
+        special_ids=SPECIAL,
+        vocab_size=10,
+    )
     with pytest.raises(error, match=match):
         mask_tokens(**{**args, **kwargs})
 
@@ -127,8 +137,15 @@ def test_encode_batch_rejects_bad_input():
     "hf_kwargs",
     [
         dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48),
-        dict(hidden_size=24, num_hidden_layers=3, num_attention_heads=2, intermediate_size=40, hidden_act="gelu_new",
-             type_vocab_size=3, layer_norm_eps=1e-6),
+        dict(
+            hidden_size=24,
+            num_hidden_layers=3,
+            num_attention_heads=2,
+            intermediate_size=40,
+            hidden_act="gelu_new",
+            type_vocab_size=3,
+            layer_norm_eps=1e-6,
+        ),
     ],
 )
 def test_from_hf_matches_transformers_bert_on_padded_batches(hf_kwargs, device):
@@ -141,7 +158,9 @@ def test_from_hf_matches_transformers_bert_on_padded_batches(hf_kwargs, device):
     ref = hf(ids, token_type_ids=types, attention_mask=mask)
     out = ours(ids, types, mask)
     assert out.last_hidden_state.shape == (4, 12, hf_kwargs["hidden_size"])
-    assert torch.allclose(out.last_hidden_state, ref.last_hidden_state, atol=ATOL)  # padded rows too
+    assert torch.allclose(
+        out.last_hidden_state, ref.last_hidden_state, atol=ATOL
+    )  # padded rows too
     assert torch.allclose(out.pooler_output, ref.pooler_output, atol=ATOL)
     no_mask = hf(ids).last_hidden_state  # defaults: segment 0 everywhere, no padding
     assert torch.allclose(ours(ids).last_hidden_state, no_mask, atol=ATOL)
@@ -150,12 +169,20 @@ def test_from_hf_matches_transformers_bert_on_padded_batches(hf_kwargs, device):
 def test_mlm_head_matches_transformers_and_is_tied(device):
     transformers = pytest.importorskip("transformers")
     torch.manual_seed(1)
-    cfg = transformers.BertConfig(vocab_size=60, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                                  intermediate_size=48, max_position_embeddings=24)
+    cfg = transformers.BertConfig(
+        vocab_size=60,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=48,
+        max_position_embeddings=24,
+    )
     hf = transformers.BertForMaskedLM(cfg).to(device).eval()
     ours = BertForMaskedLM.from_hf(hf).eval()
     ids, types, mask = (t.to(device) for t in padded_batch())
-    assert torch.allclose(ours(ids, types, mask), hf(ids, token_type_ids=types, attention_mask=mask).logits, atol=ATOL)
+    assert torch.allclose(
+        ours(ids, types, mask), hf(ids, token_type_ids=types, attention_mask=mask).logits, atol=ATOL
+    )
     assert ours.decoder_weight is ours.bert.embeddings.word.weight
 
 
@@ -163,8 +190,12 @@ def test_mlm_loss_fast_path_equals_full_cross_entropy(device):
     torch.manual_seed(0)
     model = BertForMaskedLM(small_config()).to(device).eval()
     ids, types, mask = (t.to(device) for t in padded_batch())
-    inputs, labels = mask_tokens(ids, MASK, SPECIAL, 60, mask_prob=0.5, generator=torch.Generator().manual_seed(0))
-    full = F.cross_entropy(model(inputs, types, mask).flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX)
+    inputs, labels = mask_tokens(
+        ids, MASK, SPECIAL, 60, mask_prob=0.5, generator=torch.Generator().manual_seed(0)
+    )
+    full = F.cross_entropy(
+        model(inputs, types, mask).flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX
+    )
     assert torch.allclose(model.loss(inputs, labels, types, mask), full, atol=ATOL)
     with pytest.raises(ValueError, match="select no position"):
         model.loss(ids, torch.full_like(ids, IGNORE_INDEX))
@@ -196,11 +227,17 @@ def test_classifier_head_and_from_pretrained(device):
     ids, types, mask = (t.to(device) for t in padded_batch())
     logits = clf(ids, types, mask)
     assert logits.shape == (4, 3)
-    assert torch.equal(clf.bert(ids, types, mask).pooler_output, encoder.eval()(ids, types, mask).pooler_output)
-    assert clf.bert.embeddings.word.weight.data_ptr() != encoder.embeddings.word.weight.data_ptr(), "a copy"
+    assert torch.equal(
+        clf.bert(ids, types, mask).pooler_output, encoder.eval()(ids, types, mask).pooler_output
+    )
+    assert (
+        clf.bert.embeddings.word.weight.data_ptr() != encoder.embeddings.word.weight.data_ptr()
+    ), "a copy"
     loss = F.cross_entropy(logits, torch.tensor([0, 1, 2, 0], device=device))
     loss.backward()
-    assert clf.classifier.weight.grad is not None and clf.bert.embeddings.word.weight.grad is not None
+    assert (
+        clf.classifier.weight.grad is not None and clf.bert.embeddings.word.weight.grad is not None
+    )
 
 
 def test_padding_does_not_change_real_tokens():
@@ -220,7 +257,11 @@ def test_padding_does_not_change_real_tokens():
         (dict(input_ids=torch.zeros(1, 5)), TypeError, "integer"),
         (dict(input_ids=torch.full((1, 5), 60)), ValueError, r"\[0, 60\)"),
         (dict(input_ids=torch.zeros(1, 30, dtype=torch.long)), ValueError, "max_len"),
-        (dict(token_type_ids=torch.zeros(1, 4, dtype=torch.long)), ValueError, "token_type_ids must have the shape"),
+        (
+            dict(token_type_ids=torch.zeros(1, 4, dtype=torch.long)),
+            ValueError,
+            "token_type_ids must have the shape",
+        ),
         (dict(token_type_ids=torch.full((1, 5), 2)), ValueError, "token_type_ids must lie"),
         (dict(attention_mask=torch.ones(2, 5)), ValueError, "attention_mask must have the shape"),
     ],
@@ -234,8 +275,12 @@ def test_bert_rejects_bad_input(kwargs, error, match):
 
 @pytest.mark.parametrize(
     "kwargs, match",
-    [(dict(d_model=30), "divisible"), (dict(activation="tanh"), "activation"), (dict(n_layers=0), "n_layers"),
-     (dict(dropout=1.5), "dropout")],
+    [
+        (dict(d_model=30), "divisible"),
+        (dict(activation="tanh"), "activation"),
+        (dict(n_layers=0), "n_layers"),
+        (dict(dropout=1.5), "dropout"),
+    ],
 )
 def test_config_rejects_bad_sizes(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -244,8 +289,14 @@ def test_config_rejects_bad_sizes(kwargs, match):
 
 def test_from_hf_rejects_unsupported_configs():
     transformers = pytest.importorskip("transformers")
-    cfg = transformers.BertConfig(vocab_size=60, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
-                                  intermediate_size=48, hidden_act="tanh")
+    cfg = transformers.BertConfig(
+        vocab_size=60,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        intermediate_size=48,
+        hidden_act="tanh",
+    )
     with pytest.raises(ValueError, match="hidden_act"):
         BertConfig.from_hf(cfg)
     with pytest.raises(ValueError, match="num_labels"):

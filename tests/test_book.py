@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
@@ -21,7 +20,18 @@ def test_book_builds_without_warnings(tmp_path):
     if shutil.which("jupyter-book") is None:
         pytest.skip("jupyter-book is not installed (pip install -r requirements.txt)")
     out = tmp_path / "build"
-    cmd = ["jupyter-book", "build", str(ROOT), "-W", "-n", "--keep-going", "--builder", "html", "--path-output", str(out)]
+    cmd = [
+        "jupyter-book",
+        "build",
+        str(ROOT),
+        "-W",
+        "-n",
+        "--keep-going",
+        "--builder",
+        "html",
+        "--path-output",
+        str(out),
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     html = out / "_build" / "html"
@@ -33,10 +43,15 @@ def test_book_builds_without_warnings(tmp_path):
 
 # ------------------------------------------------------------------- names and numbers
 
+
 def _toc_files() -> list[Path]:
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
-    return [ROOT / f"{ch['file']}.ipynb" for part in toc["parts"] for ch in part["chapters"]
-            if (ROOT / f"{ch['file']}.ipynb").exists()]
+    return [
+        ROOT / f"{ch['file']}.ipynb"
+        for part in toc["parts"]
+        for ch in part["chapters"]
+        if (ROOT / f"{ch['file']}.ipynb").exists()
+    ]
 
 
 def _title(path: Path) -> str:
@@ -63,5 +78,9 @@ def test_files_and_labels_are_named_by_concept_not_number():
     for path in _toc_files():
         if path.parent.name != "book":
             continue
-        first = next(c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "markdown")
-        assert first.source.startswith(f"({path.stem})="), f"{path.name} must open with the label ({path.stem})="
+        first = next(
+            c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "markdown"
+        )
+        assert first.source.startswith(f"({path.stem})="), (
+            f"{path.name} must open with the label ({path.stem})="
+        )

@@ -17,6 +17,7 @@ def mlp(device, hidden=32):
 
 # ---- pruning ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("scope", ["global", "layer"])
 def test_magnitude_masks_reach_sparsity(device, scope):
     model = mlp(device)
@@ -24,7 +25,7 @@ def test_magnitude_masks_reach_sparsity(device, scope):
     prune.apply_masks(model, masks)
     assert prune.sparsity(model) == pytest.approx(0.75, abs=0.01)
     if scope == "layer":
-        for name, p in prune.prunable(model).items():
+        for _name, p in prune.prunable(model).items():
             assert (p == 0).float().mean().item() == pytest.approx(0.75, abs=0.02)
 
 
@@ -73,6 +74,7 @@ def test_prune_bad_input():
 
 
 # ---- quantization ----------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("scheme", quant.SCHEMES)
 @pytest.mark.parametrize("axis", [None, 0, 1])
@@ -177,10 +179,19 @@ def test_quant_bad_input():
 
 # ---- distillation ----------------------------------------------------------------------
 
+
 def test_soft_loss_matches_kl_div(device):
     torch.manual_seed(0)
     s, t = torch.randn(8, 10, device=device), torch.randn(8, 10, device=device)
-    ref = F.kl_div(F.log_softmax(s / 3, -1), F.log_softmax(t / 3, -1), log_target=True, reduction="batchmean") * 9
+    ref = (
+        F.kl_div(
+            F.log_softmax(s / 3, -1),
+            F.log_softmax(t / 3, -1),
+            log_target=True,
+            reduction="batchmean",
+        )
+        * 9
+    )
     torch.testing.assert_close(distill.soft_loss(s, t, 3.0), ref)
 
 
@@ -195,8 +206,12 @@ def test_soft_loss_high_temperature_limit():
 
 def test_distillation_loss_mixes():
     s, t, y = torch.randn(4, 3), torch.randn(4, 3), torch.tensor([0, 1, 2, 0])
-    torch.testing.assert_close(distill.distillation_loss(s, t, y, 2.0, alpha=0.0), F.cross_entropy(s, y))
-    torch.testing.assert_close(distill.distillation_loss(s, t, y, 2.0, alpha=1.0), distill.soft_loss(s, t, 2.0))
+    torch.testing.assert_close(
+        distill.distillation_loss(s, t, y, 2.0, alpha=0.0), F.cross_entropy(s, y)
+    )
+    torch.testing.assert_close(
+        distill.distillation_loss(s, t, y, 2.0, alpha=1.0), distill.soft_loss(s, t, 2.0)
+    )
 
 
 def test_distill_bad_input():
@@ -207,10 +222,13 @@ def test_distill_bad_input():
     with pytest.raises(ValueError, match="non-empty"):
         distill.soft_loss(torch.randn(0, 3), torch.randn(0, 3))
     with pytest.raises(ValueError, match="alpha"):
-        distill.distillation_loss(torch.randn(2, 3), torch.randn(2, 3), torch.tensor([0, 1]), alpha=2.0)
+        distill.distillation_loss(
+            torch.randn(2, 3), torch.randn(2, 3), torch.tensor([0, 1]), alpha=2.0
+        )
 
 
 # ---- low rank --------------------------------------------------------------------------
+
 
 def test_svd_full_rank_is_exact(device):
     torch.manual_seed(0)

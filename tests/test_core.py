@@ -43,7 +43,9 @@ def test_seed_everything_reproduces_all_generators():
     zen.seed_everything(123)
     assert draw() == first
     g = zen.seed_everything(5)
-    assert torch.equal(torch.rand(3, generator=g), torch.rand(3, generator=torch.Generator().manual_seed(5)))
+    assert torch.equal(
+        torch.rand(3, generator=g), torch.rand(3, generator=torch.Generator().manual_seed(5))
+    )
 
 
 @pytest.mark.parametrize("bad", [-1, 1.5, "0", True])
@@ -59,13 +61,18 @@ def test_zen_seed_offsets_every_seed(monkeypatch):
     assert torch.equal(base, torch.rand(3, generator=torch.Generator().manual_seed(2)))
     monkeypatch.setenv("ZEN_SEED", "3")
     assert zen.seed_offset() == 3
-    assert torch.equal(torch.rand(3, generator=zen.generator(2)), torch.rand(3, generator=torch.Generator().manual_seed(5)))
+    assert torch.equal(
+        torch.rand(3, generator=zen.generator(2)),
+        torch.rand(3, generator=torch.Generator().manual_seed(5)),
+    )
     assert zen.rng(2).random() == np.random.default_rng(5).random()
     g = zen.seed_everything(2)
     first = torch.rand(2)
     torch.manual_seed(5)
     assert torch.equal(first, torch.rand(2))
-    assert torch.equal(torch.rand(2, generator=g), torch.rand(2, generator=torch.Generator().manual_seed(5)))
+    assert torch.equal(
+        torch.rand(2, generator=g), torch.rand(2, generator=torch.Generator().manual_seed(5))
+    )
     # library functions that take a seed draw from the same offset stream
     x3, _ = data.make_linear_regression(n=4, seed=0)
     monkeypatch.setenv("ZEN_SEED", "0")
@@ -167,8 +174,13 @@ def test_fit_accepts_a_batch_function():
     y = x @ torch.tensor([1.0, -2.0, 0.5])
     model = nn.Linear(3, 1)
     history = train.fit(
-        model, lambda: [(x, y.unsqueeze(1))], epochs=200, metric=None, progress=False,
-        loss_fn=nn.functional.mse_loss, optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+        model,
+        lambda: [(x, y.unsqueeze(1))],
+        epochs=200,
+        metric=None,
+        progress=False,
+        loss_fn=nn.functional.mse_loss,
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
     )
     assert history.final("train_loss") < 1e-4
 
@@ -178,13 +190,29 @@ def test_fit_steps_the_scheduler_after_every_step():
     opt = torch.optim.SGD(model.parameters(), lr=1.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5**step)
     batch = (torch.randn(4, 3), torch.randn(4, 1))
-    train.fit(model, lambda: [batch, batch], epochs=3, metric=None, progress=False,
-              loss_fn=nn.functional.mse_loss, optimizer=opt, scheduler=sched)
+    train.fit(
+        model,
+        lambda: [batch, batch],
+        epochs=3,
+        metric=None,
+        progress=False,
+        loss_fn=nn.functional.mse_loss,
+        optimizer=opt,
+        scheduler=sched,
+    )
     assert opt.param_groups[0]["lr"] == 0.5**6  # 2 steps x 3 epochs
     other = torch.optim.SGD(model.parameters(), lr=1.0)
     with pytest.raises(ValueError, match="scheduler must schedule the optimizer"):
-        train.fit(model, lambda: [batch], epochs=1, metric=None, progress=False, loss_fn=nn.functional.mse_loss,
-                  optimizer=other, scheduler=sched)
+        train.fit(
+            model,
+            lambda: [batch],
+            epochs=1,
+            metric=None,
+            progress=False,
+            loss_fn=nn.functional.mse_loss,
+            optimizer=other,
+            scheduler=sched,
+        )
 
 
 def test_plot_helpers_draw_labelled_figures():
@@ -215,7 +243,9 @@ def test_doctor_reports_ready_and_flags_missing(monkeypatch):
 
 
 def test_doctor_command_line():
-    result = subprocess.run([sys.executable, "-m", "zen", "doctor"], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "zen", "doctor"], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "required packages" in result.stdout
 
@@ -228,7 +258,6 @@ def test_accuracy_works_for_models_without_parameters():
     s = data.Split(torch.eye(4), torch.arange(4))
     assert train.accuracy(ArgmaxOfInput(), s) == 1.0
     assert train.model_device(ArgmaxOfInput()) == torch.device("cpu")
-
 
 
 def test_importing_zen_plot_changes_no_global_setting():

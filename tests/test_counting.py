@@ -24,8 +24,16 @@ from zen.transformer import BlockConfig, Decoder, EncoderDecoder
 
 def _encoder_decoder(s: TransformerSize, **kw) -> EncoderDecoder:
     return EncoderDecoder(
-        s.vocab_size, s.vocab_size, d_model=s.d_model, n_heads=s.n_heads, n_layers=s.n_enc_layers, n_dec_layers=s.n_layers,
-        d_ff=s.d_ff, dropout=0.0, share_embeddings=s.shared_embeddings, **kw,
+        s.vocab_size,
+        s.vocab_size,
+        d_model=s.d_model,
+        n_heads=s.n_heads,
+        n_layers=s.n_enc_layers,
+        n_dec_layers=s.n_layers,
+        d_ff=s.d_ff,
+        dropout=0.0,
+        share_embeddings=s.shared_embeddings,
+        **kw,
     )
 
 
@@ -59,12 +67,21 @@ def test_gpt2_small_count_equals_hugging_face():
 
 
 def test_decoder_only_count_equals_zen_modules():
-    s = TransformerSize(d_model=32, n_heads=4, d_ff=64, n_layers=3, vocab_size=100, max_len=20, final_norm=True)
-    parts = nn.ModuleList([nn.Embedding(100, 32), LearnedPositionalEmbedding(20, 32),
-                           Decoder(BlockConfig(32, 4, 64, norm_first=True), 3)])
+    s = TransformerSize(
+        d_model=32, n_heads=4, d_ff=64, n_layers=3, vocab_size=100, max_len=20, final_norm=True
+    )
+    parts = nn.ModuleList(
+        [
+            nn.Embedding(100, 32),
+            LearnedPositionalEmbedding(20, 32),
+            Decoder(BlockConfig(32, 4, 64, norm_first=True), 3),
+        ]
+    )
     assert count_parameters(parts) == param_count(s)["total"]
     untied = param_count(TransformerSize(32, 4, 64, 3, 100, tie_output=False, bias=False))
-    assert untied["lm_head"] == 3200 and untied["decoder"] == 3 * (4 * 32 * 32 + 2 * 32 * 64 + 2 * 32)
+    assert untied["lm_head"] == 3200 and untied["decoder"] == 3 * (
+        4 * 32 * 32 + 2 * 32 * 64 + 2 * 32
+    )
 
 
 def _measured_flops(fn) -> int:

@@ -56,7 +56,11 @@ def test_generator_gradients_saturate_as_the_theory_says():
 
 def test_losses_are_finite_for_confident_discriminators():
     t = torch.tensor([-200.0, 200.0])
-    for value in (discriminator_loss(t, t), generator_loss(t, "saturating"), generator_loss(t, "non_saturating")):
+    for value in (
+        discriminator_loss(t, t),
+        generator_loss(t, "saturating"),
+        generator_loss(t, "non_saturating"),
+    ):
         assert torch.isfinite(value)
 
 
@@ -163,8 +167,19 @@ def test_train_gan_options_pack_ema_sgd(device):
     torch.manual_seed(0)
     data = make_blobs_2d(256, centers=4, spread=0.05).x.to(device)
     G, D = MLPGenerator(2, 2, hidden=16), MLPDiscriminator(2 * 4, hidden=16)  # D reads packs of 4
-    hist = train_gan(G, D, data, steps=10, pack=4, ema_decay=0.9, optimizer="sgd", lr=0.01, lr_d=0.02,
-                     snapshot_every=5, progress=False)
+    hist = train_gan(
+        G,
+        D,
+        data,
+        steps=10,
+        pack=4,
+        ema_decay=0.9,
+        optimizer="sgd",
+        lr=0.01,
+        lr_d=0.02,
+        snapshot_every=5,
+        progress=False,
+    )
     assert sorted(hist.ema_snapshots) == [0, 5, 10]
     # the average lies between its start and the final weights: 0.9^10 of the start remains
     assert not torch.equal(hist.ema_snapshots[10], hist.snapshots[10])

@@ -52,12 +52,19 @@ def test_causality():
 
 @pytest.mark.parametrize(
     "overrides",
-    [{}, {"n_inner": 80}, {"activation_function": "gelu"}, {"n_layer": 1, "n_head": 1, "n_embd": 16}],
+    [
+        {},
+        {"n_inner": 80},
+        {"activation_function": "gelu"},
+        {"n_layer": 1, "n_head": 1, "n_embd": 16},
+    ],
 )
 def test_from_hf_logits_match(overrides):
     hf = hf_gpt2(**overrides)
     model = GPT.from_hf(hf).eval()
-    idx = torch.randint(0, hf.config.vocab_size, (2, 17), generator=torch.Generator().manual_seed(1))
+    idx = torch.randint(
+        0, hf.config.vocab_size, (2, 17), generator=torch.Generator().manual_seed(1)
+    )
     with torch.no_grad():
         assert torch.allclose(model(idx), hf(idx).logits, atol=1e-5, rtol=0)
     assert model.num_parameters() == sum(p.numel() for p in hf.parameters())
@@ -90,7 +97,9 @@ def test_kv_cache_chunks_equal_full_forward():
     assert torch.allclose(torch.cat(pieces, dim=1), model(idx), atol=1e-12)
 
 
-@pytest.mark.parametrize("kwargs", [dict(temperature=0), dict(temperature=0.8, top_k=5), dict(top_p=0.9)])
+@pytest.mark.parametrize(
+    "kwargs", [dict(temperature=0), dict(temperature=0.8, top_k=5), dict(top_p=0.9)]
+)
 def test_cached_generation_equals_uncached(device, kwargs):
     torch.manual_seed(0)
     model = GPT(GPTConfig(**TINY)).double().to(device)
@@ -113,7 +122,9 @@ def test_generate_restores_training_mode():
 def test_count_parameters_matches_modules():
     for cfg in [GPTConfig(**TINY), GPTConfig(**TINY, bias=False, tie_weights=False, d_ff=50)]:
         assert count_parameters(cfg) == GPT(cfg).num_parameters()
-        assert count_parameters(cfg, include_position=False) == GPT(cfg).num_parameters(include_position=False)
+        assert count_parameters(cfg, include_position=False) == GPT(cfg).num_parameters(
+            include_position=False
+        )
 
 
 def test_gpt2_small_parameter_count():
@@ -147,7 +158,11 @@ def test_random_windows_and_evaluate():
     x, y = random_windows(ids, 4, 8, generator=torch.Generator().manual_seed(0))
     assert x.shape == y.shape == (4, 8) and torch.equal(y, x + 1)
     val = lm_windows(ids, 8)
-    assert val.x.shape == (12, 8) and torch.equal(val.y, val.x + 1) and len(lm_windows(ids, 8, max_windows=3)) == 3
+    assert (
+        val.x.shape == (12, 8)
+        and torch.equal(val.y, val.x + 1)
+        and len(lm_windows(ids, 8, max_windows=3)) == 3
+    )
     model = GPT(GPTConfig(**{**TINY, "vocab_size": 100}))
     loss = evaluate_loss(model, val, lm_loss)
     assert abs(loss - torch.log(torch.tensor(100.0)).item()) < 0.5  # untrained ≈ uniform
@@ -206,5 +221,7 @@ def test_fused_and_readable_attention_agree():
     idx = torch.randint(0, TINY["vocab_size"], (2, 16))
     assert torch.allclose(fused(idx), readable(idx), atol=1e-5)
     readable.double()
-    cached, recomputed = (readable.generate(idx[:, :3], 25, temperature=0, use_cache=c) for c in (True, False))
+    cached, recomputed = (
+        readable.generate(idx[:, :3], 25, temperature=0, use_cache=c) for c in (True, False)
+    )
     assert torch.equal(cached, recomputed)  # the readable attention path honours the cache too

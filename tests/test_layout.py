@@ -25,7 +25,11 @@ def test_the_library_never_imports_the_course_tooling():
     for path in sorted(ZEN.rglob("*.py")):
         if path in ENTRY_POINTS or (ZEN / "course") in path.parents:
             continue
-        bad = sorted(name for name in _imports(path) if name == "zen.course" or name.startswith("zen.course."))
+        bad = sorted(
+            name
+            for name in _imports(path)
+            if name == "zen.course" or name.startswith("zen.course.")
+        )
         if bad:
             offenders[str(path.relative_to(ZEN.parent))] = bad
     assert not offenders, f"library modules import zen.course: {offenders}"
@@ -33,5 +37,7 @@ def test_the_library_never_imports_the_course_tooling():
 
 def test_the_check_finds_an_import(tmp_path):
     module = tmp_path / "m.py"
-    module.write_text("def f():\n    from zen.course.labcheck import check_true\n", encoding="utf-8")
+    module.write_text(
+        "def f():\n    from zen.course.labcheck import check_true\n", encoding="utf-8"
+    )
     assert "zen.course.labcheck" in _imports(module)

@@ -10,7 +10,11 @@ from zen.mlp import mlp
 def test_mlp_stacks_linear_layers_with_the_activation_between():
     net = mlp([3, 5, 7, 2], nn.Tanh)
     assert [type(m) for m in net] == [nn.Linear, nn.Tanh, nn.Linear, nn.Tanh, nn.Linear]
-    assert [(m.in_features, m.out_features) for m in net if isinstance(m, nn.Linear)] == [(3, 5), (5, 7), (7, 2)]
+    assert [(m.in_features, m.out_features) for m in net if isinstance(m, nn.Linear)] == [
+        (3, 5),
+        (5, 7),
+        (7, 2),
+    ]
     assert net(torch.randn(4, 3)).shape == (4, 2)
 
 

@@ -52,7 +52,10 @@ def test_an_unexecuted_cell_is_caught(fresh_notebook):
 def test_out_of_order_execution_is_caught(fresh_notebook):
     nb = copy.deepcopy(fresh_notebook)
     code = [c for c in nb.cells if c.cell_type == "code"]
-    code[0].execution_count, code[1].execution_count = code[1].execution_count, code[0].execution_count
+    code[0].execution_count, code[1].execution_count = (
+        code[1].execution_count,
+        code[0].execution_count,
+    )
     assert any("not 1.." in p for p in freshness_problems(nb))
 
 
@@ -87,23 +90,43 @@ DIRECT_SEEDING = re.compile(
     r"torch\.(cuda\.)?manual_seed(_all)?\(|\.manual_seed\(|np\.random\.seed\(|np\.random\.default_rng\(|"
     r"np\.random\.RandomState\(|(?<![\w.])random\.seed\("
 )
-ALL_NOTEBOOKS = find_notebooks([ROOT / "book", ROOT / "labs"]) + sorted((ROOT / "labs" / "source").glob("*.ipynb"))
+ALL_NOTEBOOKS = find_notebooks([ROOT / "book", ROOT / "labs"]) + sorted(
+    (ROOT / "labs" / "source").glob("*.ipynb")
+)
 
 
 @pytest.mark.parametrize("path", ALL_NOTEBOOKS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_seed_goes_through_zen(path):
     nb = nbformat.read(path, as_version=4)
-    found = [line.strip() for c in nb.cells if c.cell_type == "code" for line in c.source.splitlines()
-             if DIRECT_SEEDING.search(line)]
-    assert not found, (f"{path.relative_to(ROOT)} seeds directly, so ZEN_SEED cannot move it: {found}; "
-                       "use zen.seed_everything(k), zen.generator(k) or zen.rng(k)")
+    found = [
+        line.strip()
+        for c in nb.cells
+        if c.cell_type == "code"
+        for line in c.source.splitlines()
+        if DIRECT_SEEDING.search(line)
+    ]
+    assert not found, (
+        f"{path.relative_to(ROOT)} seeds directly, so ZEN_SEED cannot move it: {found}; "
+        "use zen.seed_everything(k), zen.generator(k) or zen.rng(k)"
+    )
 
 
 def test_direct_seeding_is_recognised():
-    for line in ["torch.manual_seed(0)", "g = torch.Generator().manual_seed(1)", "np.random.seed(3)",
-                 "rng = np.random.default_rng(0)", "random.seed(4)", "torch.cuda.manual_seed_all(0)"]:
+    for line in [
+        "torch.manual_seed(0)",
+        "g = torch.Generator().manual_seed(1)",
+        "np.random.seed(3)",
+        "rng = np.random.default_rng(0)",
+        "random.seed(4)",
+        "torch.cuda.manual_seed_all(0)",
+    ]:
         assert DIRECT_SEEDING.search(line), line
-    for line in ["zen.seed_everything(0)", "g = zen.generator(1)", "rng = zen.rng(0)", "zen.generator(0, device)"]:
+    for line in [
+        "zen.seed_everything(0)",
+        "g = zen.generator(1)",
+        "rng = zen.rng(0)",
+        "zen.generator(0, device)",
+    ]:
         assert not DIRECT_SEEDING.search(line), line
 
 
@@ -123,4 +146,6 @@ def test_committed_outputs_carry_no_progress_bar(path):
     for number, cell in enumerate((c for c in nb.cells if c.cell_type == "code"), start=1):
         for out in cell.get("outputs", []):
             text = out.get("text", "") + str(out.get("data", {}).get("text/plain", ""))
-            assert not PROGRESS_BAR.search(text), f"code cell {number} keeps progress-bar output: {text[:80]!r}"
+            assert not PROGRESS_BAR.search(text), (
+                f"code cell {number} keeps progress-bar output: {text[:80]!r}"
+            )

@@ -78,7 +78,11 @@ def test_launch_times_out_instead_of_hanging():
 
 @pytest.mark.parametrize(
     "kwargs, match",
-    [({"world_size": 0}, "world_size"), ({"world_size": 2, "backend": "mpi"}, "backend"), ({"world_size": 2, "timeout": 0}, "timeout")],
+    [
+        ({"world_size": 0}, "world_size"),
+        ({"world_size": 2, "backend": "mpi"}, "backend"),
+        ({"world_size": 2, "timeout": 0}, "timeout"),
+    ],
 )
 def test_launch_rejects_bad_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -136,7 +140,9 @@ def test_alpha_beta_model():
     # the ring's bandwidth term stays below 2nβ however many ranks; the server's grows with p
     ring = [all_reduce_time(n, p, 0, beta, "ring") for p in (2, 8, 64, 1024)]
     assert all(t < 2 * n * beta for t in ring) and ring == sorted(ring)
-    assert all_reduce_time(n, 64, 0, beta, "central") / all_reduce_time(n, 64, 0, beta, "ring") == pytest.approx(64)  # = p
+    assert all_reduce_time(n, 64, 0, beta, "central") / all_reduce_time(
+        n, 64, 0, beta, "ring"
+    ) == pytest.approx(64)  # = p
     with pytest.raises(ValueError, match="algorithm"):
         all_reduce_time(n, 4, alpha, beta, "butterfly")
     with pytest.raises(ValueError, match="world_size"):
@@ -183,7 +189,9 @@ def _dp(steps: int, algorithm: str) -> tuple[list[float], list[torch.Tensor]]:
     r, p = dist.get_rank(), dist.get_world_size()
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
     xs, ys = shard(x, r, p), shard(y, r, p)
-    losses = [data_parallel_step(model, opt, F.cross_entropy, xs, ys, algorithm) for _ in range(steps)]
+    losses = [
+        data_parallel_step(model, opt, F.cross_entropy, xs, ys, algorithm) for _ in range(steps)
+    ]
     return losses, [p.detach() for p in model.parameters()]
 
 
@@ -360,7 +368,10 @@ def test_one_f_one_b_holds_fewer_activations_than_gpipe():
 
 
 def test_simulate_detects_a_deadlock():
-    bad = [[("B", 0), ("F", 0)], [("F", 0), ("B", 0)]]  # stage 0 waits on a backward before any forward
+    bad = [
+        [("B", 0), ("F", 0)],
+        [("F", 0), ("B", 0)],
+    ]  # stage 0 waits on a backward before any forward
     with pytest.raises(ValueError, match="deadlock"):
         simulate(bad)
 
@@ -381,7 +392,10 @@ def _stages() -> list[nn.Module]:
 
 def _pipeline(name: str, m: int) -> tuple[float, list[torch.Tensor]]:
     stage = _stages()[dist.get_rank()]
-    x, y = torch.randn(8, 4, generator=torch.Generator().manual_seed(2)), torch.randn(8, 4, generator=torch.Generator().manual_seed(3))
+    x, y = (
+        torch.randn(8, 4, generator=torch.Generator().manual_seed(2)),
+        torch.randn(8, 4, generator=torch.Generator().manual_seed(3)),
+    )
     loss = pipeline_step(stage, x, y, F.mse_loss, m, (8 // m, 4), name)
     return loss, [q.grad for q in stage.parameters()]
 
@@ -389,7 +403,10 @@ def _pipeline(name: str, m: int) -> tuple[float, list[torch.Tensor]]:
 @pytest.mark.parametrize("name", ["gpipe", "1f1b"])
 def test_pipeline_step_equals_single_process(name):
     stages = _stages()
-    x, y = torch.randn(8, 4, generator=torch.Generator().manual_seed(2)), torch.randn(8, 4, generator=torch.Generator().manual_seed(3))
+    x, y = (
+        torch.randn(8, 4, generator=torch.Generator().manual_seed(2)),
+        torch.randn(8, 4, generator=torch.Generator().manual_seed(3)),
+    )
     loss = F.mse_loss(nn.Sequential(*stages)(x), y)
     loss.backward()
     for s, (got_loss, grads) in enumerate(launch(_pipeline, 3, name, 4)):
@@ -456,8 +473,20 @@ def test_torchrun_entry_point_matches_one_process(tmp_path):
     import sys
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-           "-m", "zen.parallel.train", "--strategy", "scratch", "--steps", "5", "--check"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node=2",
+        "-m",
+        "zen.parallel.train",
+        "--strategy",
+        "scratch",
+        "--steps",
+        "5",
+        "--check",
+    ]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "max |parameter difference| vs one process" in done.stdout
@@ -477,7 +506,9 @@ def test_spawn_explains_that_the_function_must_be_importable():
 
 def _ring_on_gpu(n: int) -> float:
     device = torch.device("cuda", torch.cuda.current_device())
-    x = torch.randn(n, device=device, generator=torch.Generator(device).manual_seed(dist.get_rank()))
+    x = torch.randn(
+        n, device=device, generator=torch.Generator(device).manual_seed(dist.get_rank())
+    )
     expected = x.clone()
     dist.all_reduce(expected)
     return (ring_all_reduce(x) - expected).abs().max().item()
@@ -552,10 +583,20 @@ class _RowBiasOnEveryRank(RowParallelLinear):
 @pytest.mark.parametrize(
     "check, args, error, match",
     [
-        (checks.check_ring_all_reduce, (_uses_a_collective,), AssertionError, "only point-to-point"),
+        (
+            checks.check_ring_all_reduce,
+            (_uses_a_collective,),
+            AssertionError,
+            "only point-to-point",
+        ),
         (checks.check_ring_all_reduce, (_todo,), AssertionError, "not implemented yet"),
         (checks.check_data_parallel_step, (_no_division,), AssertionError, "divide by the number"),
-        (checks.check_parallel_linear, (_ColumnWithoutF, "column"), AssertionError, "input gradient"),
+        (
+            checks.check_parallel_linear,
+            (_ColumnWithoutF, "column"),
+            AssertionError,
+            "input gradient",
+        ),
         (checks.check_parallel_linear, (_RowBiasOnEveryRank, "row"), AssertionError, "output"),
     ],
 )

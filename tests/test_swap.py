@@ -13,9 +13,15 @@ class Marked(nn.Linear):
 
 
 def test_swap_linears_replaces_every_linear_or_the_named_ones():
-    model = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Sequential(nn.Linear(3, 3), nn.Linear(3, 1)))
+    model = nn.Sequential(
+        nn.Linear(2, 3), nn.ReLU(), nn.Sequential(nn.Linear(3, 3), nn.Linear(3, 1))
+    )
     assert swap_linears(model, Marked.of, names={"2.0"}) is model
-    assert [type(m).__name__ for m in model.modules() if isinstance(m, nn.Linear)] == ["Linear", "Marked", "Linear"]
+    assert [type(m).__name__ for m in model.modules() if isinstance(m, nn.Linear)] == [
+        "Linear",
+        "Marked",
+        "Linear",
+    ]
     swap_linears(model, Marked.of)  # the swapped layer (a subclass) is not swapped again
     assert all(type(m) is Marked for m in model.modules() if isinstance(m, nn.Linear))
 

@@ -95,8 +95,14 @@ def test_round_trip(tok, text):
 def test_round_trip_random_unicode(tok):
     rng = random.Random(1)
     for _ in range(50):
-        s = "".join(chr(rng.choice([rng.randint(0, 0x7F), rng.randint(0x80, 0xD7FF), rng.randint(0xE000, 0x10FFFF)]))
-                    for _ in range(rng.randint(1, 30)))
+        s = "".join(
+            chr(
+                rng.choice(
+                    [rng.randint(0, 0x7F), rng.randint(0x80, 0xD7FF), rng.randint(0xE000, 0x10FFFF)]
+                )
+            )
+            for _ in range(rng.randint(1, 30))
+        )
         assert tok.decode(tok.encode(s)) == s
 
 
@@ -113,7 +119,10 @@ def test_special_tokens(tok):
     assert tok.token_to_id("[MASK]") == tok.special_tokens["[MASK]"]
     # adding a token later gives the next id; re-adding keeps the id
     extra = BPETokenizer(tok.merges, SPECIALS)
-    assert extra.add_special_tokens(["<unk>", "[CLS]"]) == [tok.vocab_size, tok.special_tokens["[CLS]"]]
+    assert extra.add_special_tokens(["<unk>", "[CLS]"]) == [
+        tok.vocab_size,
+        tok.special_tokens["[CLS]"],
+    ]
     # no merge spans a special token: it is removed from the corpus before counting
     t2 = train_bpe("[SEP]" * 50 + " x" * 3, N_BYTES + 1 + 10, special_tokens=["[SEP]"])
     assert all(b"[" not in t2.vocab[N_BYTES + i] for i in range(len(t2.merges)))

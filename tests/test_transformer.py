@@ -9,8 +9,20 @@ import torch
 from torch import nn
 
 from zen.attention import KVCache
-from zen.positions import LearnedPositionalEmbedding, RotaryEmbedding, SinusoidalPositionalEncoding, sinusoidal_positions
-from zen.transformer import BlockConfig, Decoder, Encoder, EncoderDecoder, FeedForward, TransformerBlock
+from zen.positions import (
+    LearnedPositionalEmbedding,
+    RotaryEmbedding,
+    SinusoidalPositionalEncoding,
+    sinusoidal_positions,
+)
+from zen.transformer import (
+    BlockConfig,
+    Decoder,
+    Encoder,
+    EncoderDecoder,
+    FeedForward,
+    TransformerBlock,
+)
 
 ATOL = 1e-5
 
@@ -19,7 +31,9 @@ ATOL = 1e-5
 @pytest.mark.parametrize("activation", ["relu", "gelu"])
 def test_encoder_block_matches_torch(norm_first, activation, device):
     torch.manual_seed(0)
-    ref = nn.TransformerEncoderLayer(16, 4, 24, dropout=0.0, activation=activation, batch_first=True, norm_first=norm_first)
+    ref = nn.TransformerEncoderLayer(
+        16, 4, 24, dropout=0.0, activation=activation, batch_first=True, norm_first=norm_first
+    )
     ours = TransformerBlock(BlockConfig(16, 4, 24, norm_first=norm_first, activation=activation))
     ours.load_torch_weights(ref)
     ref, ours = ref.to(device), ours.to(device)
@@ -35,9 +49,13 @@ def test_encoder_block_matches_torch(norm_first, activation, device):
 @pytest.mark.parametrize("norm_first", [False, True])
 def test_decoder_stack_matches_torch(norm_first, device):
     torch.manual_seed(0)
-    layer = nn.TransformerDecoderLayer(16, 2, 32, dropout=0.0, activation="relu", batch_first=True, norm_first=norm_first)
+    layer = nn.TransformerDecoderLayer(
+        16, 2, 32, dropout=0.0, activation="relu", batch_first=True, norm_first=norm_first
+    )
     ref = nn.TransformerDecoder(layer, 2, norm=nn.LayerNorm(16) if norm_first else None).to(device)
-    ours = Decoder(BlockConfig(16, 2, 32, norm_first=norm_first, activation="relu", cross_attention=True), 2).to(device)
+    ours = Decoder(
+        BlockConfig(16, 2, 32, norm_first=norm_first, activation="relu", cross_attention=True), 2
+    ).to(device)
     for o, r in zip(ours.layers, ref.layers):
         o.load_torch_weights(r)
     if norm_first:
@@ -53,8 +71,12 @@ def test_decoder_stack_matches_torch(norm_first, device):
 
 def test_encoder_stack_matches_torch(device):
     torch.manual_seed(1)
-    layer = nn.TransformerEncoderLayer(12, 3, 20, dropout=0.0, activation="gelu", batch_first=True, norm_first=True)
-    ref = nn.TransformerEncoder(layer, 3, norm=nn.LayerNorm(12), enable_nested_tensor=False).to(device)
+    layer = nn.TransformerEncoderLayer(
+        12, 3, 20, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
+    )
+    ref = nn.TransformerEncoder(layer, 3, norm=nn.LayerNorm(12), enable_nested_tensor=False).to(
+        device
+    )
     ours = Encoder(BlockConfig(12, 3, 20, norm_first=True, use_builtin=True), 3).to(device)
     for o, r in zip(ours.layers, ref.layers):
         o.load_torch_weights(r)
@@ -71,10 +93,20 @@ def test_gpt2_weights_map_onto_a_decoder_only_stack():
     from zen.gpt import load_hf_gpt2_block
 
     torch.manual_seed(0)
-    cfg = GPT2Config(vocab_size=50, n_positions=16, n_embd=32, n_layer=2, n_head=4,
-                     resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    cfg = GPT2Config(
+        vocab_size=50,
+        n_positions=16,
+        n_embd=32,
+        n_layer=2,
+        n_head=4,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+    )
     hf = GPT2Model(cfg).eval()
-    block = BlockConfig(32, 4, norm_first=True, activation="gelu_tanh", layer_norm_eps=cfg.layer_norm_epsilon)
+    block = BlockConfig(
+        32, 4, norm_first=True, activation="gelu_tanh", layer_norm_eps=cfg.layer_norm_epsilon
+    )
     ours = Decoder(block, 2).eval()
     for o, h in zip(ours.layers, hf.h):
         load_hf_gpt2_block(o, h)
@@ -91,11 +123,20 @@ def test_bert_weights_map_onto_a_post_norm_encoder():
     from zen.bert import load_hf_bert_layer
 
     torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                     intermediate_size=48, max_position_embeddings=16,
-                     hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    cfg = BertConfig(
+        vocab_size=50,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=48,
+        max_position_embeddings=16,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
     hf = BertModel(cfg, add_pooling_layer=False).eval()
-    ours = Encoder(BlockConfig(32, 4, 48, activation="gelu", layer_norm_eps=cfg.layer_norm_eps), 2).eval()
+    ours = Encoder(
+        BlockConfig(32, 4, 48, activation="gelu", layer_norm_eps=cfg.layer_norm_eps), 2
+    ).eval()
     for o, h in zip(ours.layers, hf.encoder.layer):
         load_hf_bert_layer(o, h)
     ids = torch.randint(0, 50, (2, 8))
@@ -113,7 +154,9 @@ def test_decoder_cache_equals_full_recompute(device):
     dec = Decoder(BlockConfig(16, 4, norm_first=True), 2).to(device).eval()
     x = torch.randn(1, 6, 16, device=device)
     caches = [KVCache() for _ in dec.layers]
-    steps = [dec(x[:, :2], caches=caches)] + [dec(x[:, t : t + 1], caches=caches) for t in range(2, 6)]
+    steps = [dec(x[:, :2], caches=caches)] + [
+        dec(x[:, t : t + 1], caches=caches) for t in range(2, 6)
+    ]
     assert torch.allclose(torch.cat(steps, 1), dec(x), atol=ATOL)
 
 
@@ -139,8 +182,10 @@ def test_rope_matches_complex_rotation_and_is_relative():
     ours = rope(x.float(), offset=4).double()
     # reference: the pair (x_i, x_{i+4}) is the complex number x_i + i·x_{i+4}, multiplied by e^{i p θ_i}
     theta = 10000.0 ** (-torch.arange(0, 8, 2, dtype=torch.float64) / 8)
-    z = torch.complex(x[..., :4], x[..., 4:]) * torch.polar(torch.ones(5, 4, dtype=torch.float64),
-                                                             torch.arange(4, 9, dtype=torch.float64)[:, None] * theta)
+    z = torch.complex(x[..., :4], x[..., 4:]) * torch.polar(
+        torch.ones(5, 4, dtype=torch.float64),
+        torch.arange(4, 9, dtype=torch.float64)[:, None] * theta,
+    )
     assert torch.allclose(ours, torch.cat([z.real, z.imag], -1), atol=1e-5)
     q, k = torch.randn(1, 8), torch.randn(1, 8)
     dots = [(rope(q, offset=p) * rope(k, offset=p - 3)).sum().item() for p in (3, 10, 40)]
@@ -149,7 +194,9 @@ def test_rope_matches_complex_rotation_and_is_relative():
 
 def test_encoder_decoder_shapes_tying_and_greedy_decode():
     torch.manual_seed(0)
-    model = EncoderDecoder(11, 13, d_model=16, n_heads=2, n_layers=2, d_ff=32, dropout=0.0, max_len=20)
+    model = EncoderDecoder(
+        11, 13, d_model=16, n_heads=2, n_layers=2, d_ff=32, dropout=0.0, max_len=20
+    )
     assert model.lm_head.weight is model.tgt_embed.weight
     src, tgt = torch.randint(0, 11, (3, 7)), torch.randint(0, 13, (3, 5))
     assert model(src, tgt).shape == (3, 5, 13)
@@ -189,10 +236,14 @@ def test_feedforward_and_bad_inputs():
 
 def test_rope_inside_attention_with_cache_equals_full_recompute():
     torch.manual_seed(0)
-    block = TransformerBlock(BlockConfig(16, 2, causal=True, norm_first=True), rope=RotaryEmbedding(8)).eval()
+    block = TransformerBlock(
+        BlockConfig(16, 2, causal=True, norm_first=True), rope=RotaryEmbedding(8)
+    ).eval()
     x = torch.randn(2, 5, 16)
     cache = KVCache()
-    steps = [block(x[:, :1], cache=cache)] + [block(x[:, t : t + 1], cache=cache) for t in range(1, 5)]
+    steps = [block(x[:, :1], cache=cache)] + [
+        block(x[:, t : t + 1], cache=cache) for t in range(1, 5)
+    ]
     assert torch.allclose(torch.cat(steps, 1), block(x), atol=ATOL)
 
 
@@ -211,14 +262,46 @@ def test_load_torch_weights_rejects_what_does_not_map():
 @pytest.mark.parametrize(
     "make, error, match",
     [
-        (lambda: BlockConfig(10, 3), ValueError, "d_model must be divisible by n_heads, got d_model=10, n_heads=3"),
-        (lambda: BlockConfig(8, 2, activation="tanh"), ValueError, r"activation must be one of .*got 'tanh'"),
-        (lambda: BlockConfig(8, 2, dropout=1.5), ValueError, r"dropout must be in \[0.0, 1.0\], got 1.5"),
-        (lambda: BlockConfig(8, 2, layer_norm_eps=0.0), ValueError, "layer_norm_eps must be positive, got 0.0"),
-        (lambda: TransformerBlock(dict(d_model=8, n_heads=2)), TypeError, "config must be a BlockConfig, got dict"),
-        (lambda: Encoder(BlockConfig(8, 2, causal=True), 2), ValueError, "bidirectional.*causal=True"),
-        (lambda: Encoder(BlockConfig(8, 2), 0), ValueError, "n_layers must be a positive integer, got 0"),
-        (lambda: EncoderDecoder(5, 6, positional="rope"), ValueError, r"positional must be one of .*got 'rope'"),
+        (
+            lambda: BlockConfig(10, 3),
+            ValueError,
+            "d_model must be divisible by n_heads, got d_model=10, n_heads=3",
+        ),
+        (
+            lambda: BlockConfig(8, 2, activation="tanh"),
+            ValueError,
+            r"activation must be one of .*got 'tanh'",
+        ),
+        (
+            lambda: BlockConfig(8, 2, dropout=1.5),
+            ValueError,
+            r"dropout must be in \[0.0, 1.0\], got 1.5",
+        ),
+        (
+            lambda: BlockConfig(8, 2, layer_norm_eps=0.0),
+            ValueError,
+            "layer_norm_eps must be positive, got 0.0",
+        ),
+        (
+            lambda: TransformerBlock(dict(d_model=8, n_heads=2)),
+            TypeError,
+            "config must be a BlockConfig, got dict",
+        ),
+        (
+            lambda: Encoder(BlockConfig(8, 2, causal=True), 2),
+            ValueError,
+            "bidirectional.*causal=True",
+        ),
+        (
+            lambda: Encoder(BlockConfig(8, 2), 0),
+            ValueError,
+            "n_layers must be a positive integer, got 0",
+        ),
+        (
+            lambda: EncoderDecoder(5, 6, positional="rope"),
+            ValueError,
+            r"positional must be one of .*got 'rope'",
+        ),
     ],
 )
 def test_configs_reject_bad_values(make, error, match):

@@ -24,13 +24,25 @@ def test_gaussian_kl_matches_torch_distributions(device):
 
 def test_gaussian_kl_hand_computed():
     # μ = 1, σ² = e: ½(1 + e − 1 − 1) = (e − 1)/2; the standard normal has KL 0
-    assert gaussian_kl(torch.tensor([[1.0]]), torch.tensor([[1.0]])).item() == pytest.approx((math.e - 1) / 2)
+    assert gaussian_kl(torch.tensor([[1.0]]), torch.tensor([[1.0]])).item() == pytest.approx(
+        (math.e - 1) / 2
+    )
     assert gaussian_kl(torch.zeros(2, 4), torch.zeros(2, 4)).abs().max().item() == 0.0
 
 
 def test_reparameterize_has_the_right_moments_and_gradients(device):
-    mu = torch.tensor([[2.0, -1.0]], device=device).expand(20000, 2).contiguous().requires_grad_(True)
-    logvar = torch.log(torch.tensor([[0.25, 4.0]], device=device)).expand(20000, 2).contiguous().requires_grad_(True)
+    mu = (
+        torch.tensor([[2.0, -1.0]], device=device)
+        .expand(20000, 2)
+        .contiguous()
+        .requires_grad_(True)
+    )
+    logvar = (
+        torch.log(torch.tensor([[0.25, 4.0]], device=device))
+        .expand(20000, 2)
+        .contiguous()
+        .requires_grad_(True)
+    )
     z = reparameterize(mu, logvar, generator=torch.Generator().manual_seed(0))
     assert torch.allclose(z.mean(0), torch.tensor([2.0, -1.0], device=device), atol=0.05)
     assert torch.allclose(z.std(0), torch.tensor([0.5, 2.0], device=device), atol=0.05)

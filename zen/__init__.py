@@ -10,4 +10,13 @@ from zen.scale import by_scale, get_scale
 
 __version__ = "0.1.0"
 
-__all__ = ["get_device", "seed_everything", "generator", "rng", "seed_offset", "by_scale", "get_scale", "__version__"]
+__all__ = [
+    "get_device",
+    "seed_everything",
+    "generator",
+    "rng",
+    "seed_offset",
+    "by_scale",
+    "get_scale",
+    "__version__",
+]

@@ -36,10 +36,19 @@ from torch import nn
 
 from zen import validate
 
-__all__ = ["scaled_dot_product_attention", "causal_mask", "KVCache", "MultiHeadAttention", "split_heads", "merge_heads"]
+__all__ = [
+    "scaled_dot_product_attention",
+    "causal_mask",
+    "KVCache",
+    "MultiHeadAttention",
+    "split_heads",
+    "merge_heads",
+]
 
 
-def causal_mask(L: int, S: int | None = None, offset: int = 0, device: torch.device | str | None = None) -> torch.Tensor:
+def causal_mask(
+    L: int, S: int | None = None, offset: int = 0, device: torch.device | str | None = None
+) -> torch.Tensor:
     """Boolean mask ``(L, S)``: query ``i`` (at position ``offset + i``) may attend to key ``j <= offset + i``.
 
     ``offset=0`` is PyTorch's ``is_causal`` (top-left aligned); ``offset = S - L`` aligns it
@@ -56,9 +65,13 @@ def _check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
         validate.ndim_at_least(t, 2, name, "(..., seq, features)")
         validate.floating(t, name)
     if q.shape[-1] != k.shape[-1]:
-        raise ValueError(f"q and k must have the same feature size E (last dim): got q {tuple(q.shape)} and k {tuple(k.shape)}")
+        raise ValueError(
+            f"q and k must have the same feature size E (last dim): got q {tuple(q.shape)} and k {tuple(k.shape)}"
+        )
     if k.shape[-2] != v.shape[-2]:
-        raise ValueError(f"k and v must have the same length S (dim -2): got k {tuple(k.shape)} and v {tuple(v.shape)}")
+        raise ValueError(
+            f"k and v must have the same length S (dim -2): got k {tuple(k.shape)} and v {tuple(v.shape)}"
+        )
     try:
         torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
     except RuntimeError:
@@ -70,7 +83,9 @@ def _check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
 def _check_mask(mask: torch.Tensor, scores_shape: torch.Size, dtype: torch.dtype) -> None:
     validate.tensor(mask, "attn_mask")
     if mask.dtype != torch.bool and not mask.is_floating_point():
-        raise TypeError(f"attn_mask must be bool (True = attend) or float (added to scores), got {mask.dtype}")
+        raise TypeError(
+            f"attn_mask must be bool (True = attend) or float (added to scores), got {mask.dtype}"
+        )
     try:
         ok = torch.broadcast_shapes(mask.shape, scores_shape) == scores_shape
     except RuntimeError:
@@ -155,7 +170,9 @@ class KVCache:
             self.k, self.v = k, v
         else:
             if k.shape[:2] != self.k.shape[:2] or k.shape[-1] != self.k.shape[-1]:
-                raise ValueError(f"new keys {tuple(k.shape)} do not match the cached keys {tuple(self.k.shape)}")
+                raise ValueError(
+                    f"new keys {tuple(k.shape)} do not match the cached keys {tuple(self.k.shape)}"
+                )
             self.k = torch.cat([self.k, k], dim=-2)
             self.v = torch.cat([self.v, v], dim=-2)
         return self.k, self.v
@@ -217,16 +234,23 @@ class MultiHeadAttention(nn.Module):
         if not isinstance(ref, nn.MultiheadAttention):
             raise TypeError(f"expected an nn.MultiheadAttention, got {type(ref).__name__}")
         if ref.in_proj_weight is None or ref.bias_k is not None or ref.add_zero_attn:
-            raise ValueError("only nn.MultiheadAttention with kdim = vdim = embed_dim, no bias_k/bias_v and no "
-                             "add_zero_attn maps onto MultiHeadAttention")
-        if (ref.embed_dim, ref.num_heads) != (self.d_model, self.n_heads) or (self.kdim, self.vdim) != (self.d_model,) * 2:
+            raise ValueError(
+                "only nn.MultiheadAttention with kdim = vdim = embed_dim, no bias_k/bias_v and no "
+                "add_zero_attn maps onto MultiHeadAttention"
+            )
+        if (ref.embed_dim, ref.num_heads) != (self.d_model, self.n_heads) or (
+            self.kdim,
+            self.vdim,
+        ) != (self.d_model,) * 2:
             raise ValueError(
                 f"size mismatch: nn.MultiheadAttention has embed_dim={ref.embed_dim}, num_heads={ref.num_heads}; "
                 f"this module has d_model={self.d_model}, n_heads={self.n_heads}, kdim={self.kdim}, vdim={self.vdim}"
             )
         if (ref.in_proj_bias is None) != (self.q_proj.bias is None):
-            raise ValueError(f"bias mismatch: nn.MultiheadAttention bias={ref.in_proj_bias is not None}, "
-                             f"this module bias={self.q_proj.bias is not None}")
+            raise ValueError(
+                f"bias mismatch: nn.MultiheadAttention bias={ref.in_proj_bias is not None}, "
+                f"this module bias={self.q_proj.bias is not None}"
+            )
         projections = (self.q_proj, self.k_proj, self.v_proj)
         for proj, w in zip(projections, ref.in_proj_weight.chunk(3)):  # (3·d, d) -> three (d, d)
             proj.weight.copy_(w)
@@ -283,12 +307,28 @@ class MultiHeadAttention(nn.Module):
         # them takes the readable path. Only a plain square causal mask is left to the kernel's
         # own is_causal flag; every other mask is built here, the same for both paths.
         fused = self.use_builtin and not need_weights
-        kernel_causal = fused and is_causal and attn_mask is None and key_padding_mask is None and past == 0 and L == S
-        mask = self._combine_masks(attn_mask, key_padding_mask, is_causal and not kernel_causal, B, L, S, query)
+        kernel_causal = (
+            fused
+            and is_causal
+            and attn_mask is None
+            and key_padding_mask is None
+            and past == 0
+            and L == S
+        )
+        mask = self._combine_masks(
+            attn_mask, key_padding_mask, is_causal and not kernel_causal, B, L, S, query
+        )
         if fused:  # (B, h, L, d_head) -> (B, h, L, d_head)
-            out, weights = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, is_causal=kernel_causal), None
+            out, weights = (
+                F.scaled_dot_product_attention(
+                    q, k, v, attn_mask=mask, dropout_p=p, is_causal=kernel_causal
+                ),
+                None,
+            )
         else:
-            out, weights = scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, return_weights=True)
+            out, weights = scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, dropout_p=p, return_weights=True
+            )
         out = self.out_proj(merge_heads(out))  # (B, h, L, d_head) -> (B, L, d_model)
         return (out, weights) if need_weights else out
 
@@ -322,7 +362,9 @@ class MultiHeadAttention(nn.Module):
         if key_padding_mask is not None:
             validate.tensor(key_padding_mask, "key_padding_mask")
             if key_padding_mask.dtype != torch.bool:
-                raise TypeError(f"key_padding_mask must be bool (True = padding), got {key_padding_mask.dtype}")
+                raise TypeError(
+                    f"key_padding_mask must be bool (True = padding), got {key_padding_mask.dtype}"
+                )
             if key_padding_mask.shape != (B, S):
                 raise ValueError(
                     f"key_padding_mask must have shape (batch, S) = {(B, S)}, got {tuple(key_padding_mask.shape)}"
@@ -330,7 +372,9 @@ class MultiHeadAttention(nn.Module):
             keep = rearrange(~key_padding_mask, "b s -> b 1 1 s")  # (B, S) -> (B, 1, 1, S)
             mask = keep if mask is None else _and(mask, keep)
         if is_causal:
-            causal = causal_mask(L, S, offset=S - L, device=query.device)  # (L, S), bottom-right aligned
+            causal = causal_mask(
+                L, S, offset=S - L, device=query.device
+            )  # (L, S), bottom-right aligned
             mask = causal if mask is None else _and(mask, causal)
         return mask
 
@@ -339,4 +383,6 @@ def _and(mask: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     """Combine a bool or float mask with a bool ``keep`` mask (True = attend)."""
     if mask.dtype == torch.bool:
         return mask & keep
-    return torch.where(keep, mask, torch.tensor(float("-inf"), dtype=mask.dtype, device=mask.device))
+    return torch.where(
+        keep, mask, torch.tensor(float("-inf"), dtype=mask.dtype, device=mask.device)
+    )

@@ -20,7 +20,9 @@ from zen import validate
 ACTIVATIONS = ("relu", "tanh", "sigmoid")
 
 
-def softmax_cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def softmax_cross_entropy(
+    logits: torch.Tensor, y: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean cross-entropy of ``logits`` ``(n, classes)`` against labels ``y`` ``(n,)`` and its gradient.
 
     Returns ``(loss, dlogits)`` with ``dlogits = (softmax(logits) − onehot(y)) / n``.
@@ -33,7 +35,9 @@ def softmax_cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.
         raise TypeError(f"y must hold integer class labels, got {y.dtype}")
     n, classes = logits.shape
     if len(y) and (y.min() < 0 or y.max() >= classes):
-        raise ValueError(f"labels must be in [0, {classes - 1}], got range [{int(y.min())}, {int(y.max())}]")
+        raise ValueError(
+            f"labels must be in [0, {classes - 1}], got range [{int(y.min())}, {int(y.max())}]"
+        )
     shifted = logits - logits.max(dim=1, keepdim=True).values
     log_p = shifted - shifted.exp().sum(dim=1, keepdim=True).log()  # (n, classes)
     loss = -log_p[torch.arange(n), y].mean()
@@ -44,9 +48,13 @@ def softmax_cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.
 def bce_with_logits(logit: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean binary cross-entropy of ``σ(logit)`` against ``y ∈ {0, 1}`` (both ``(n,)``) and its gradient ``(σ(logit) − y) / n``."""
     if logit.shape != y.shape:
-        raise ValueError(f"logit and y must have the same shape, got {tuple(logit.shape)} and {tuple(y.shape)}")
+        raise ValueError(
+            f"logit and y must have the same shape, got {tuple(logit.shape)} and {tuple(y.shape)}"
+        )
     # log σ(z) = −softplus(−z), log(1 − σ(z)) = −softplus(z): stable for large |z|
-    loss = (y * torch.nn.functional.softplus(-logit) + (1 - y) * torch.nn.functional.softplus(logit)).mean()
+    loss = (
+        y * torch.nn.functional.softplus(-logit) + (1 - y) * torch.nn.functional.softplus(logit)
+    ).mean()
     return loss, (torch.sigmoid(logit) - y) / len(y)
 
 
@@ -92,7 +100,11 @@ class TwoLayerMLP:
         gain = math.sqrt(2.0) if activation == "relu" else 1.0
 
         def init(fan_in: int, fan_out: int) -> torch.Tensor:
-            w = torch.randn(fan_in, fan_out, generator=generator, dtype=dtype) * gain / math.sqrt(fan_in)
+            w = (
+                torch.randn(fan_in, fan_out, generator=generator, dtype=dtype)
+                * gain
+                / math.sqrt(fan_in)
+            )
             return w.to(device)
 
         self.params: dict[str, torch.Tensor] = {
@@ -116,7 +128,9 @@ class TwoLayerMLP:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward(x)[0]
 
-    def backward(self, cache: dict[str, torch.Tensor], dlogits: torch.Tensor) -> dict[str, torch.Tensor]:
+    def backward(
+        self, cache: dict[str, torch.Tensor], dlogits: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         """Gradients of the loss for every parameter, given ``dlogits = ∂L/∂logits`` ``(n, d_out)``.
 
         The chain rule, layer by layer::
@@ -134,7 +148,9 @@ class TwoLayerMLP:
         db1 = dz1.sum(0)
         return {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2}
 
-    def loss_and_grads(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def loss_and_grads(
+        self, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Forward, softmax cross-entropy and backward in one call."""
         logits, cache = self.forward(x)
         loss, dlogits = softmax_cross_entropy(logits, y)

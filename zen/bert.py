@@ -56,6 +56,7 @@ __all__ = [
     "load_hf_bert_layer",
 ]
 
+
 # -------------------------------------------------------------------------------------- model
 @dataclass
 class BertConfig:
@@ -80,7 +81,15 @@ class BertConfig:
     use_builtin: bool = False  # attention through F.scaled_dot_product_attention (fused kernels)
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "d_model", "n_layers", "n_heads", "d_ff", "max_len", "type_vocab_size"):
+        for name in (
+            "vocab_size",
+            "d_model",
+            "n_layers",
+            "n_heads",
+            "d_ff",
+            "max_len",
+            "type_vocab_size",
+        ):
             validate.positive_int(getattr(self, name), name)
         validate.divisible(self.d_model, self.n_heads, "d_model", "n_heads")
         validate.in_range(self.dropout, "dropout", 0.0, 1.0)
@@ -151,8 +160,13 @@ def _check_inputs(
     validate.token_ids(token_type_ids, config.type_vocab_size, "token_type_ids")
     if attention_mask is None:
         return token_type_ids, None
-    validate.same_shape(attention_mask, input_ids, "attention_mask", "input_ids")  # 1 = token, 0 = padding
-    return token_type_ids, attention_mask == 0  # (B, L) bool, True = padding (zen.attention's convention)
+    validate.same_shape(
+        attention_mask, input_ids, "attention_mask", "input_ids"
+    )  # 1 = token, 0 = padding
+    return (
+        token_type_ids,
+        attention_mask == 0,
+    )  # (B, L) bool, True = padding (zen.attention's convention)
 
 
 class BertModel(nn.Module):
@@ -177,7 +191,9 @@ class BertModel(nn.Module):
         token_type_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
     ) -> BertOutput:
-        token_type_ids, padding = _check_inputs(self.config, input_ids, token_type_ids, attention_mask)
+        token_type_ids, padding = _check_inputs(
+            self.config, input_ids, token_type_ids, attention_mask
+        )
         x = self.embeddings(input_ids, token_type_ids)  # (B, L) -> (B, L, d)
         h = self.encoder(x, key_padding_mask=padding)  # (B, L, d)
         pooled = torch.tanh(self.pooler(h[:, 0]))  # the [CLS] position: (B, d)
@@ -191,12 +207,16 @@ class BertModel(nn.Module):
         attention_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Attention weights of every layer and head: ``(n_layers, B, n_heads, L, L)`` (rows sum to 1)."""
-        token_type_ids, padding = _check_inputs(self.config, input_ids, token_type_ids, attention_mask)
+        token_type_ids, padding = _check_inputs(
+            self.config, input_ids, token_type_ids, attention_mask
+        )
         x = self.embeddings(input_ids, token_type_ids)
         maps = []
         for layer in self.encoder.layers:
             h = layer.attn_norm(x) if layer.norm_first else x  # what the attention sub-layer sees
-            maps.append(layer.attn(h, key_padding_mask=padding, need_weights=True)[1])  # (B, h, L, L)
+            maps.append(
+                layer.attn(h, key_padding_mask=padding, need_weights=True)[1]
+            )  # (B, h, L, L)
             x = layer(x, key_padding_mask=padding)
         return torch.stack(maps)
 
@@ -270,7 +290,9 @@ def load_hf_encoder_weights(model: BertModel, hf_model) -> None:
     e.segment.weight.copy_(he.token_type_embeddings.weight)
     e.norm.load_state_dict(he.LayerNorm.state_dict())
     if len(model.encoder.layers) != len(hf_model.encoder.layer):
-        raise ValueError(f"layer counts differ: {len(model.encoder.layers)} vs {len(hf_model.encoder.layer)}")
+        raise ValueError(
+            f"layer counts differ: {len(model.encoder.layers)} vs {len(hf_model.encoder.layer)}"
+        )
     for ours, theirs in zip(model.encoder.layers, hf_model.encoder.layer):
         load_hf_bert_layer(ours, theirs)
     if getattr(hf_model, "pooler", None) is not None:
@@ -325,7 +347,9 @@ class BertForMaskedLM(nn.Module):
         runs the ``(d → V)`` head only at the ~15 % masked positions.
         """
         if labels.shape != input_ids.shape:
-            raise ValueError(f"labels must have the shape of input_ids {tuple(input_ids.shape)}, got {tuple(labels.shape)}")
+            raise ValueError(
+                f"labels must have the shape of input_ids {tuple(input_ids.shape)}, got {tuple(labels.shape)}"
+            )
         picked = labels != IGNORE_INDEX  # (B, L) bool
         if not picked.any():
             raise ValueError("labels select no position (all are IGNORE_INDEX): nothing to predict")
@@ -375,4 +399,3 @@ class BertForSequenceClassification(nn.Module):
         model = cls(encoder.config, num_labels)
         model.bert.load_state_dict(encoder.state_dict())
         return model.to(next(encoder.parameters()).device)
-

@@ -136,7 +136,9 @@ def forward_flops(s: TransformerSize, seq_len: int, src_len: int | None = None) 
     cross = s.n_enc_layers > 0
     S = (src_len or seq_len) if cross else 0
     d, hk, hv = s.d_model, s.n_heads * s.dk, s.n_heads * s.dv
-    proj_per_token = 2 * (2 * d * hk + 2 * d * hv)  # q, k (d -> h·d_k), v (d -> h·d_v), out (h·d_v -> d)
+    proj_per_token = 2 * (
+        2 * d * hk + 2 * d * hv
+    )  # q, k (d -> h·d_k), v (d -> h·d_v), out (h·d_v -> d)
 
     def scores(n_q: int, n_k: int) -> int:  # QKᵀ (n_q, d_k) @ (d_k, n_k) and A V per head
         return 2 * n_q * n_k * hk + 2 * n_q * n_k * hv
@@ -149,7 +151,9 @@ def forward_flops(s: TransformerSize, seq_len: int, src_len: int | None = None) 
         "lm_head": 2 * seq_len * d * s.vocab_size,
     }
     if cross:  # cross-attention: q and out per target token, k and v per source token, scores T×S
-        flops["projections"] += s.n_layers * (2 * seq_len * (d * hk + hv * d) + 2 * S * (d * hk + d * hv))
+        flops["projections"] += s.n_layers * (
+            2 * seq_len * (d * hk + hv * d) + 2 * S * (d * hk + d * hv)
+        )
         flops["scores"] += s.n_layers * scores(seq_len, S)
     flops["total"] = sum(flops.values())
     return flops
@@ -161,7 +165,9 @@ def training_flops(n_params: int, n_tokens: int) -> int:
 
 
 #: Table 3 "base": N=6, d_model=512, d_ff=2048, h=8, shared source–target vocabulary of ~37k BPE tokens.
-VASWANI_BASE = TransformerSize(d_model=512, n_heads=8, d_ff=2048, n_layers=6, n_enc_layers=6, vocab_size=37000)
+VASWANI_BASE = TransformerSize(
+    d_model=512, n_heads=8, d_ff=2048, n_layers=6, n_enc_layers=6, vocab_size=37000
+)
 #: Table 3 "big": d_model=1024, d_ff=4096, h=16.
 VASWANI_BIG = replace(VASWANI_BASE, d_model=1024, n_heads=16, d_ff=4096)
 #: Rows of Table 3 that change the size, with the paper's parameter counts (millions).

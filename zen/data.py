@@ -56,7 +56,9 @@ def load_digits(test_fraction: float = 0.25, flat: bool = True, seed: int = 0) -
     bunch = _sk_digits()
     x = bunch.data.astype(np.float32) / 16.0  # pixel intensities are 0..16
     y = bunch.target.astype(np.int64)
-    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=test_fraction, random_state=seed, stratify=y)
+    x_tr, x_te, y_tr, y_te = train_test_split(
+        x, y, test_size=test_fraction, random_state=seed, stratify=y
+    )
 
     def to_split(xs: np.ndarray, ys: np.ndarray) -> Split:
         xt = torch.from_numpy(xs)
@@ -137,10 +139,31 @@ def batches(
 #: Documentation topic families of :func:`pydoc_topic_sentences`: family name → ``pydoc_data`` topics.
 PYDOC_FAMILIES: dict[str, tuple[str, ...]] = {
     "strings & formatting": ("string-methods", "formatstrings", "strings"),
-    "control flow": ("compound", "if", "while", "for", "try", "raise", "exceptions", "break", "continue", "pass",
-                     "return", "with", "assert", "else"),
-    "special methods": ("specialnames", "customization", "attribute-access", "numeric-types", "sequence-types",
-                        "context-managers", "callable-types"),
+    "control flow": (
+        "compound",
+        "if",
+        "while",
+        "for",
+        "try",
+        "raise",
+        "exceptions",
+        "break",
+        "continue",
+        "pass",
+        "return",
+        "with",
+        "assert",
+        "else",
+    ),
+    "special methods": (
+        "specialnames",
+        "customization",
+        "attribute-access",
+        "numeric-types",
+        "sequence-types",
+        "context-managers",
+        "callable-types",
+    ),
     "debugger": ("debugger",),
     "containers": ("typesseq", "typesseq-mutable", "typesmapping", "dict", "lists"),
 }
@@ -162,7 +185,6 @@ def pydoc_topic_sentences(
         ``(sentences, labels (n,) int64, family_names)``, sorted by sentence (deterministic).
     """
     import re
-
     from pydoc_data.topics import topics
 
     validate.positive_int(min_chars, "min_chars")

@@ -30,12 +30,18 @@ def get_device(prefer: str | None = None) -> torch.device:
     variable, then ``cuda`` when a GPU is visible, else ``cpu``. Asking for ``cuda`` on a
     machine without one raises ``RuntimeError`` rather than failing later inside a kernel.
     """
-    choice = prefer or os.environ.get("ZEN_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
+    choice = (
+        prefer or os.environ.get("ZEN_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
+    )
     kind = choice.split(":")[0]
     if kind not in _VALID:
-        raise ValueError(f"device must be one of {_VALID} (optionally with ':index'), got {choice!r}")
+        raise ValueError(
+            f"device must be one of {_VALID} (optionally with ':index'), got {choice!r}"
+        )
     if kind == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {choice!r} was requested but torch.cuda.is_available() is False")
+        raise RuntimeError(
+            f"device {choice!r} was requested but torch.cuda.is_available() is False"
+        )
     if kind == "mps" and not torch.backends.mps.is_available():
         raise RuntimeError(f"device {choice!r} was requested but MPS is not available")
     return torch.device(choice)

@@ -111,7 +111,9 @@ def gradient_penalty(
     validate.tensor(fake, "fake")
     validate.floating(real, "real")
     if real.shape != fake.shape or real.ndim < 2:
-        raise ValueError(f"real and fake must have the same shape (n, ...), got {tuple(real.shape)} and {tuple(fake.shape)}")
+        raise ValueError(
+            f"real and fake must have the same shape (n, ...), got {tuple(real.shape)} and {tuple(fake.shape)}"
+        )
     n = real.shape[0]
     if alpha is None:
         alpha = torch.rand(n, generator=generator, dtype=real.dtype).to(real.device)
@@ -122,7 +124,9 @@ def gradient_penalty(
     x_hat = (a * real.detach() + (1 - a) * fake.detach()).requires_grad_(True)
     scores = critic(x_hat)
     _check_scores(scores, "critic(x_hat)")
-    (grad,) = torch.autograd.grad(scores.sum(), x_hat, create_graph=True)  # (n, ...): row i = ∇f(x̂_i)
+    (grad,) = torch.autograd.grad(
+        scores.sum(), x_hat, create_graph=True
+    )  # (n, ...): row i = ∇f(x̂_i)
     norms = grad.flatten(1).norm(dim=1)  # (n,)
     return ((norms - 1) ** 2).mean()
 
@@ -136,11 +140,17 @@ def optimal_discriminator(p_data: torch.Tensor, p_g: torch.Tensor) -> torch.Tens
     validate.floating(p_data, "p_data")
     validate.floating(p_g, "p_g")
     if p_data.shape != p_g.shape:
-        raise ValueError(f"p_data and p_g must have the same shape, got {tuple(p_data.shape)} and {tuple(p_g.shape)}")
+        raise ValueError(
+            f"p_data and p_g must have the same shape, got {tuple(p_data.shape)} and {tuple(p_g.shape)}"
+        )
     if (p_data < 0).any() or (p_g < 0).any():
         raise ValueError("densities must be non-negative")
     total = p_data + p_g
-    return torch.where(total > 0, p_data / total.clamp_min(torch.finfo(total.dtype).tiny), torch.full_like(total, 0.5))
+    return torch.where(
+        total > 0,
+        p_data / total.clamp_min(torch.finfo(total.dtype).tiny),
+        torch.full_like(total, 0.5),
+    )
 
 
 # --------------------------------------------------------------------------- networks
@@ -150,9 +160,21 @@ class MLPGenerator(nn.Module):
     ``output="linear"`` for unbounded data (toy 1-D/2-D), ``"sigmoid"`` for pixels in ``[0, 1]``.
     """
 
-    def __init__(self, latent_dim: int, out_dim: int, hidden: int = 128, depth: int = 2, output: str = "linear"):
+    def __init__(
+        self,
+        latent_dim: int,
+        out_dim: int,
+        hidden: int = 128,
+        depth: int = 2,
+        output: str = "linear",
+    ):
         super().__init__()
-        for value, name in ((latent_dim, "latent_dim"), (out_dim, "out_dim"), (hidden, "hidden"), (depth, "depth")):
+        for value, name in (
+            (latent_dim, "latent_dim"),
+            (out_dim, "out_dim"),
+            (hidden, "hidden"),
+            (depth, "depth"),
+        ):
             validate.positive_int(value, name)
         if output not in ("linear", "sigmoid"):
             raise ValueError(f"output must be 'linear' or 'sigmoid', got {output!r}")
@@ -282,7 +304,10 @@ def train_gan(
         opt_g = torch.optim.Adam(G.parameters(), lr=lr, betas=betas)
         opt_d = torch.optim.Adam(D.parameters(), lr=lr_d, betas=betas)
     else:
-        opt_g, opt_d = torch.optim.SGD(G.parameters(), lr=lr), torch.optim.SGD(D.parameters(), lr=lr_d)
+        opt_g, opt_d = (
+            torch.optim.SGD(G.parameters(), lr=lr),
+            torch.optim.SGD(D.parameters(), lr=lr_d),
+        )
     rng = seeded_generator(seed)
     z_fixed = torch.randn(n_snapshot, G.latent_dim, generator=rng).to(device)
     history = GANHistory()
@@ -315,7 +340,11 @@ def train_gan(
             d_loss.backward()
             opt_d.step()
         fake_logits = judge(G(noise()))
-        g_loss = wgan_generator_loss(fake_logits) if loss == "wgan-gp" else generator_loss(fake_logits, loss)
+        g_loss = (
+            wgan_generator_loss(fake_logits)
+            if loss == "wgan-gp"
+            else generator_loss(fake_logits, loss)
+        )
         opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         opt_g.step()
@@ -325,7 +354,9 @@ def train_gan(
                     p_ema.lerp_(p, 1 - ema_decay)
         history.d_loss.append(d_loss.item())
         history.g_loss.append(g_loss.item())
-        history.d_fake.append(float("nan") if loss == "wgan-gp" else torch.sigmoid(fake_logits).mean().item())
+        history.d_fake.append(
+            float("nan") if loss == "wgan-gp" else torch.sigmoid(fake_logits).mean().item()
+        )
         if snapshot_every and (step % snapshot_every == 0 or step == steps):
             snapshot(step)
     G.eval()
@@ -344,7 +375,11 @@ class ModeReport:
 
 
 def mode_coverage(
-    samples: torch.Tensor, centers: torch.Tensor, std: float, threshold: float = 3.0, min_count: int | None = None
+    samples: torch.Tensor,
+    centers: torch.Tensor,
+    std: float,
+    threshold: float = 3.0,
+    min_count: int | None = None,
 ) -> ModeReport:
     """Mode-collapse diagnostic for a mixture of ``k`` isotropic Gaussians with centres ``(k, d)``.
 
@@ -357,13 +392,21 @@ def mode_coverage(
     validate.ndim(centers, 2, "centers", "(k, d)")
     validate.same_size(samples, centers, 1, "samples", "centers")
     if std <= 0 or threshold <= 0:
-        raise ValueError(f"std and threshold must be positive, got std={std!r}, threshold={threshold!r}")
+        raise ValueError(
+            f"std and threshold must be positive, got std={std!r}, threshold={threshold!r}"
+        )
     n, k = len(samples), len(centers)
     if n == 0:
         raise ValueError("samples is empty")
-    min_count = max(1, n // (4 * k)) if min_count is None else validate.positive_int(min_count, "min_count")
+    min_count = (
+        max(1, n // (4 * k)) if min_count is None else validate.positive_int(min_count, "min_count")
+    )
     dist = torch.cdist(samples.float(), centers.float().to(samples.device))  # (n, k)
     nearest_dist, nearest = dist.min(dim=1)  # (n,), (n,)
     good = nearest_dist <= threshold * std
     counts = torch.bincount(nearest[good], minlength=k).cpu()
-    return ModeReport(covered=int((counts >= min_count).sum()), high_quality=good.float().mean().item(), counts=counts)
+    return ModeReport(
+        covered=int((counts >= min_count).sum()),
+        high_quality=good.float().mean().item(),
+        counts=counts,
+    )

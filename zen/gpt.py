@@ -106,13 +106,21 @@ class GPTConfig:
         activation = activations.from_hf(hf_config.activation_function, "activation_function")
         unsupported = {
             "scale_attn_weights": (getattr(hf_config, "scale_attn_weights", True), True),
-            "scale_attn_by_inverse_layer_idx": (getattr(hf_config, "scale_attn_by_inverse_layer_idx", False), False),
-            "reorder_and_upcast_attn": (getattr(hf_config, "reorder_and_upcast_attn", False), False),
+            "scale_attn_by_inverse_layer_idx": (
+                getattr(hf_config, "scale_attn_by_inverse_layer_idx", False),
+                False,
+            ),
+            "reorder_and_upcast_attn": (
+                getattr(hf_config, "reorder_and_upcast_attn", False),
+                False,
+            ),
             "add_cross_attention": (getattr(hf_config, "add_cross_attention", False), False),
         }
         for key, (got, want) in unsupported.items():
             if got != want:
-                raise ValueError(f"GPT2Config.{key}={got!r} is not supported (zen.gpt expects {want!r})")
+                raise ValueError(
+                    f"GPT2Config.{key}={got!r} is not supported (zen.gpt expects {want!r})"
+                )
         return cls(
             vocab_size=hf_config.vocab_size,
             max_len=hf_config.n_positions,
@@ -194,7 +202,9 @@ class GPT(nn.Module):
         nn.init.normal_(self.wpe.weight, mean=0.0, std=0.02)
         for block in self.decoder.layers:
             for proj in (block.attn.out_proj, block.ffn.fc2):
-                nn.init.normal_(proj.weight, mean=0.0, std=0.02 / math.sqrt(2 * self.config.n_layers))
+                nn.init.normal_(
+                    proj.weight, mean=0.0, std=0.02 / math.sqrt(2 * self.config.n_layers)
+                )
 
     def num_parameters(self, include_position: bool = True) -> int:
         """Parameters of this model (a tied matrix counts once)."""
@@ -206,12 +216,16 @@ class GPT(nn.Module):
         return [KVCache() for _ in range(self.config.n_layers)]
 
     def _check_idx(self, idx: torch.Tensor, past: int, values: bool | None = None) -> None:
-        validate.token_ids(idx, self.config.vocab_size, "idx", values=values)  # values: on the CPU only, by default
+        validate.token_ids(
+            idx, self.config.vocab_size, "idx", values=values
+        )  # values: on the CPU only, by default
         if idx.size(1) == 0:
             raise ValueError("idx must contain at least one token per sequence, got seq length 0")
         if past + idx.size(1) > self.config.max_len:
-            raise ValueError(f"sequence length {past + idx.size(1)} (cache {past} + input {idx.size(1)}) exceeds "
-                             f"max_len {self.config.max_len}")
+            raise ValueError(
+                f"sequence length {past + idx.size(1)} (cache {past} + input {idx.size(1)}) exceeds "
+                f"max_len {self.config.max_len}"
+            )
 
     def forward(self, idx: torch.Tensor, cache: list[KVCache] | None = None) -> torch.Tensor:
         """Logits ``(batch, seq, vocab_size)`` for token ids ``idx`` ``(batch, seq)``.
@@ -255,7 +269,9 @@ class GPT(nn.Module):
         cache = self.new_cache() if use_cache else None
         for _ in range(max_new_tokens):
             if cache is not None and idx.size(1) <= self.config.max_len:
-                logits = self(idx[:, len(cache[0]) :], cache=cache)[:, -1]  # feed only unseen tokens
+                logits = self(idx[:, len(cache[0]) :], cache=cache)[
+                    :, -1
+                ]  # feed only unseen tokens
             else:
                 cache = None
                 logits = self(idx[:, -self.config.max_len :])[:, -1]  # (batch, vocab)
@@ -273,7 +289,9 @@ class GPT(nn.Module):
         """
         body = getattr(hf_model, "transformer", hf_model)
         if not all(hasattr(body, name) for name in ("wte", "wpe", "h", "ln_f")):
-            raise TypeError(f"expected a transformers GPT2LMHeadModel, got {type(hf_model).__name__}")
+            raise TypeError(
+                f"expected a transformers GPT2LMHeadModel, got {type(hf_model).__name__}"
+            )
         config = GPTConfig.from_hf(hf_model.config)
         model = cls(config).to(body.wte.weight.dtype)
         with torch.no_grad():
@@ -303,7 +321,11 @@ def load_hf_gpt2_block(block: TransformerBlock, hf_block) -> TransformerBlock:
                          h.attn.c_attn.bias.split(d)):  # (d, 3d) -> 3 × (d, d)  # fmt: skip
         lin.weight.copy_(w.T)
         lin.bias.copy_(b)
-    for lin, conv in ((a.out_proj, h.attn.c_proj), (block.ffn.fc1, h.mlp.c_fc), (block.ffn.fc2, h.mlp.c_proj)):
+    for lin, conv in (
+        (a.out_proj, h.attn.c_proj),
+        (block.ffn.fc1, h.mlp.c_fc),
+        (block.ffn.fc2, h.mlp.c_proj),
+    ):
         lin.weight.copy_(conv.weight.T)
         lin.bias.copy_(conv.bias)
     block.attn_norm.load_state_dict(h.ln_1.state_dict())
@@ -316,7 +338,9 @@ def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean next-token cross-entropy: logits ``(batch, seq, vocab)``, targets ``(batch, seq)`` ids."""
     validate.ndim(logits, 3, "logits", "(batch, seq, vocab)")
     validate.ndim(targets, 2, "targets", "(batch, seq)")
-    return F.cross_entropy(logits.flatten(0, 1), targets.flatten())  # (batch·seq, vocab) vs (batch·seq,)
+    return F.cross_entropy(
+        logits.flatten(0, 1), targets.flatten()
+    )  # (batch·seq, vocab) vs (batch·seq,)
 
 
 def random_windows(

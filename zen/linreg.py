@@ -33,11 +33,15 @@ def predict(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | float) -> torch.
 def mse(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Mean squared error ``(1/n) Σ (ŷ_i − y_i)²`` of two ``(n,)`` tensors."""
     if pred.shape != y.shape:
-        raise ValueError(f"pred and y must have the same shape, got {tuple(pred.shape)} and {tuple(y.shape)}")
+        raise ValueError(
+            f"pred and y must have the same shape, got {tuple(pred.shape)} and {tuple(y.shape)}"
+        )
     return ((pred - y) ** 2).mean()
 
 
-def mse_grad(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, b: torch.Tensor | float) -> tuple[torch.Tensor, torch.Tensor]:
+def mse_grad(
+    x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, b: torch.Tensor | float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Gradient of the MSE with respect to ``w`` and ``b``.
 
     With residual ``r = x @ w + b − y``: ``∂L/∂w = (2/n) xᵀ r`` ``(d,)`` and ``∂L/∂b = (2/n) Σ r``.
@@ -55,7 +59,9 @@ def closed_form(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.T
     ``Xᵀ X``). Returns ``w`` ``(d,)`` and ``b`` (0-D).
     """
     _check_xy(x, y)
-    design = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype, device=x.device)], dim=1)  # (n, d+1)
+    design = torch.cat(
+        [x, torch.ones(len(x), 1, dtype=x.dtype, device=x.device)], dim=1
+    )  # (n, d+1)
     theta = torch.linalg.lstsq(design, y.unsqueeze(1)).solution.squeeze(1)  # (d+1,)
     return theta[:-1], theta[-1]
 

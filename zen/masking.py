@@ -57,12 +57,16 @@ def mask_tokens(
         chosen positions and ``IGNORE_INDEX`` (-100) everywhere else.
     """
     validate.positive_int(vocab_size, "vocab_size")
-    validate.token_ids(input_ids, vocab_size, "input_ids", dims=None, values=True)  # read once; it moves to the CPU anyway
+    validate.token_ids(
+        input_ids, vocab_size, "input_ids", dims=None, values=True
+    )  # read once; it moves to the CPU anyway
     if not 0.0 < mask_prob <= 1.0:
         raise ValueError(f"mask_prob must be in (0, 1], got {mask_prob!r}")
     special = torch.tensor(sorted(set(int(i) for i in special_ids)), dtype=torch.long)
     if mask_token_id not in special.tolist():
-        raise ValueError(f"mask_token_id {mask_token_id} must be one of the special_ids {special.tolist()}")
+        raise ValueError(
+            f"mask_token_id {mask_token_id} must be one of the special_ids {special.tolist()}"
+        )
     ordinary_ids = torch.ones(vocab_size, dtype=torch.bool)
     ordinary_ids[special[special < vocab_size]] = False
     ordinary_ids = ordinary_ids.nonzero().squeeze(1)  # (n_ordinary,)
@@ -106,7 +110,9 @@ def encode_batch(
     if isinstance(texts, str) or len(texts) == 0:
         raise ValueError("texts must be a non-empty sequence of strings")
     if pairs is not None and len(pairs) != len(texts):
-        raise ValueError(f"pairs must have one entry per text: got {len(pairs)} pairs for {len(texts)} texts")
+        raise ValueError(
+            f"pairs must have one entry per text: got {len(pairs)} pairs for {len(texts)} texts"
+        )
     budget = max_len - (3 if pairs is not None else 2)
     if budget < 1:
         raise ValueError(f"max_len={max_len} leaves no room for tokens after [CLS]/[SEP]")
@@ -131,4 +137,8 @@ def encode_batch(
         input_ids[r, : len(ids)] = torch.tensor(ids)
         token_type_ids[r, : len(ids)] = torch.tensor(types)
         attention_mask[r, : len(ids)] = 1
-    return {"input_ids": input_ids, "token_type_ids": token_type_ids, "attention_mask": attention_mask}
+    return {
+        "input_ids": input_ids,
+        "token_type_ids": token_type_ids,
+        "attention_mask": attention_mask,
+    }

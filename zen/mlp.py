@@ -18,7 +18,9 @@ from zen import validate
 def mlp(sizes: Sequence[int], activation: Callable[[], nn.Module] = nn.ReLU) -> nn.Sequential:
     """``nn.Sequential`` of ``len(sizes) - 1`` linear layers with ``activation()`` between them."""
     if len(sizes) < 2:
-        raise ValueError(f"sizes must name at least an input and an output width, got {list(sizes)}")
+        raise ValueError(
+            f"sizes must name at least an input and an output width, got {list(sizes)}"
+        )
     for i, width in enumerate(sizes):
         validate.positive_int(width, f"sizes[{i}]")
     layers: list[nn.Module] = []

@@ -44,7 +44,9 @@ class LoRALinear(nn.Module):
             p.requires_grad_(False)
         w = base.weight
         self.lora_A = nn.Parameter(torch.empty(r, base.in_features, device=w.device, dtype=w.dtype))
-        self.lora_B = nn.Parameter(torch.zeros(base.out_features, r, device=w.device, dtype=w.dtype))
+        self.lora_B = nn.Parameter(
+            torch.zeros(base.out_features, r, device=w.device, dtype=w.dtype)
+        )
         nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))  # as nn.Linear; B = 0 makes ΔW = 0
         self.merged = False
 
@@ -60,7 +62,9 @@ class LoRALinear(nn.Module):
         y = self.base(x)
         if self.merged:
             return y
-        return y + self.scaling * F.linear(F.linear(x, self.lora_A), self.lora_B)  # (..., r) -> (..., out)
+        return y + self.scaling * F.linear(
+            F.linear(x, self.lora_A), self.lora_B
+        )  # (..., r) -> (..., out)
 
     @torch.no_grad()
     def merge(self) -> None:
@@ -99,7 +103,9 @@ class Adapter(nn.Module):
         return h + self.up(F.gelu(self.down(h)))
 
 
-def add_lora(model: nn.Module, r: int = 4, alpha: float = 8.0, names: tuple[str, ...] | None = None) -> nn.Module:
+def add_lora(
+    model: nn.Module, r: int = 4, alpha: float = 8.0, names: tuple[str, ...] | None = None
+) -> nn.Module:
     """Freeze ``model`` and wrap its ``nn.Linear`` children (those named in ``names``, or all) in
     :class:`LoRALinear`, in place. Only the LoRA factors stay trainable."""
     for p in model.parameters():

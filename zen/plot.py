@@ -32,7 +32,12 @@ def use_style() -> None:
     plt.rcParams.update(STYLE)
 
 
-def plot_history(history, keys: Sequence[str] | None = None, ax: plt.Axes | None = None, title: str = "Training history") -> plt.Axes:
+def plot_history(
+    history,
+    keys: Sequence[str] | None = None,
+    ax: plt.Axes | None = None,
+    title: str = "Training history",
+) -> plt.Axes:
     """Plot per-epoch curves of a :class:`zen.train.History` (default: every key)."""
     ax = ax or plt.subplots()[1]
     for key in keys or sorted(history.epochs):
@@ -43,7 +48,13 @@ def plot_history(history, keys: Sequence[str] | None = None, ax: plt.Axes | None
     return ax
 
 
-def plot_losses(curves: dict[str, Sequence[float]], ax: plt.Axes | None = None, title: str = "Loss", xlabel: str = "step", logy: bool = False) -> plt.Axes:
+def plot_losses(
+    curves: dict[str, Sequence[float]],
+    ax: plt.Axes | None = None,
+    title: str = "Loss",
+    xlabel: str = "step",
+    logy: bool = False,
+) -> plt.Axes:
     """Plot several named loss curves on one axes."""
     ax = ax or plt.subplots()[1]
     for label, values in curves.items():
@@ -73,13 +84,17 @@ def image_grid(
             raise ValueError(f"flat images must have a square number of pixels, got {arr.shape[1]}")
         arr = arr.reshape(-1, side, side)  # (n, h*w) -> (n, h, w)
     if arr.ndim != 3:
-        raise ValueError(f"images must be (n, h, w), (n, 1, h, w) or (n, h*w), got shape {arr.shape}")
+        raise ValueError(
+            f"images must be (n, h, w), (n, 1, h, w) or (n, h*w), got shape {arr.shape}"
+        )
     n = len(arr)
     if n == 0:
         raise ValueError("images is empty")
     ncols = min(ncols, n)
     nrows = -(-n // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + (0.4 if title else 0)), squeeze=False)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(size * ncols, size * nrows + (0.4 if title else 0)), squeeze=False
+    )
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < n:

@@ -23,7 +23,12 @@ from torch import nn
 
 from zen import validate
 
-__all__ = ["sinusoidal_positions", "SinusoidalPositionalEncoding", "LearnedPositionalEmbedding", "RotaryEmbedding"]
+__all__ = [
+    "sinusoidal_positions",
+    "SinusoidalPositionalEncoding",
+    "LearnedPositionalEmbedding",
+    "RotaryEmbedding",
+]
 
 
 def sinusoidal_positions(n_positions: int, d_model: int, base: float = 10000.0) -> torch.Tensor:
@@ -44,7 +49,9 @@ def _check_positions(x: torch.Tensor, offset: int, max_len: int, d_model: int) -
     validate.ndim(x, 3, "x", "(batch, L, d_model)")
     validate.features(x, d_model, "x")
     if offset + x.shape[1] > max_len:
-        raise ValueError(f"positions up to {offset + x.shape[1]} requested but max_len is {max_len}")
+        raise ValueError(
+            f"positions up to {offset + x.shape[1]} requested but max_len is {max_len}"
+        )
 
 
 class SinusoidalPositionalEncoding(nn.Module):
@@ -97,7 +104,10 @@ class RotaryEmbedding(nn.Module):
         L = x.shape[-2]
         pos = torch.arange(offset, offset + L, device=x.device, dtype=torch.float32)
         angles = torch.outer(pos, self.inv_freq.to(x.device))  # (L, d/2)
-        cos, sin = angles.cos().repeat(1, 2).to(x.dtype), angles.sin().repeat(1, 2).to(x.dtype)  # (L, d)
+        cos, sin = (
+            angles.cos().repeat(1, 2).to(x.dtype),
+            angles.sin().repeat(1, 2).to(x.dtype),
+        )  # (L, d)
         x1, x2 = x.chunk(2, dim=-1)  # two halves (..., L, d/2)
         rotated = torch.cat([-x2, x1], dim=-1)  # rotate_half: (x1, x2) -> (-x2, x1)
         return x * cos + rotated * sin

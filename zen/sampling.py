@@ -21,10 +21,16 @@ import torch
 from zen import validate
 
 
-def _check(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None) -> None:
+def _check(
+    logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None
+) -> None:
     validate.ndim(logits, 2, "logits", "(batch, vocab)")
     validate.floating(logits, "logits")
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or temperature < 0:
+    if (
+        isinstance(temperature, bool)
+        or not isinstance(temperature, (int, float))
+        or temperature < 0
+    ):
         raise ValueError(f"temperature must be a number >= 0 (0 means greedy), got {temperature!r}")
     if top_k is not None:
         validate.positive_int(top_k, "top_k")
@@ -32,7 +38,9 @@ def _check(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: f
         raise ValueError(f"top_p must be in (0, 1], got {top_p!r}")
 
 
-def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float | None = None) -> torch.Tensor:
+def filter_logits(
+    logits: torch.Tensor, top_k: int | None = None, top_p: float | None = None
+) -> torch.Tensor:
     """Set to ``-inf`` the logits outside the top-k and outside the nucleus of mass ``top_p``.
 
     ``logits`` ``(batch, vocab)`` → the same shape. At least one token always survives.
@@ -55,7 +63,10 @@ def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float |
 
 
 def next_token_probs(
-    logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None
+    logits: torch.Tensor,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
 ) -> torch.Tensor:
     """The distribution a decoding strategy samples from: ``(batch, vocab)`` → ``(batch, vocab)``.
 

@@ -36,5 +36,7 @@ def swap_linears(
 
     visit(model, "")
     if not found:
-        raise ValueError(f"no nn.Linear in the model matched names={None if names is None else sorted(names)}")
+        raise ValueError(
+            f"no nn.Linear in the model matched names={None if names is None else sorted(names)}"
+        )
     return model

@@ -96,7 +96,9 @@ class BPETokenizer:
             a, b = (int(x) for x in pair)
             new_id = N_BYTES + i
             if not (0 <= a < new_id and 0 <= b < new_id):
-                raise ValueError(f"merge {i} {pair!r} refers to an id not yet defined (must be < {new_id})")
+                raise ValueError(
+                    f"merge {i} {pair!r} refers to an id not yet defined (must be < {new_id})"
+                )
             self.merges.append((a, b))
             self.vocab[new_id] = self.vocab[a] + self.vocab[b]
         self.ranks: dict[tuple[int, int], int] = {p: i for i, p in enumerate(self.merges)}
@@ -264,7 +266,9 @@ class BPETokenizer:
         """Read a tokenizer written by :meth:`save`."""
         state = json.loads(Path(path).read_text(encoding="utf-8"))
         if state.get("format") != "zen-bpe-1":
-            raise ValueError(f"{path} is not a zen BPE tokenizer file (format {state.get('format')!r})")
+            raise ValueError(
+                f"{path} is not a zen BPE tokenizer file (format {state.get('format')!r})"
+            )
         return cls([tuple(p) for p in state["merges"]], state["special_tokens"], state["pattern"])
 
 

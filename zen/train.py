@@ -17,8 +17,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from zen import validate
-from zen.device import generator as seeded_generator
 from zen.data import Split, batches
+from zen.device import generator as seeded_generator
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -50,7 +50,9 @@ def model_device(model: nn.Module) -> torch.device:
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, data: Split, batch_size: int = 512, device: torch.device | None = None) -> float:
+def accuracy(
+    model: nn.Module, data: Split, batch_size: int = 512, device: torch.device | None = None
+) -> float:
     """Share of ``data`` that ``model`` classifies correctly (argmax of the last axis)."""
     device = device or model_device(model)
     was_training = model.training
@@ -126,7 +128,9 @@ def fit(
 
     bar = tqdm(range(epochs), desc=desc, disable=not progress)
     for _ in bar:
-        epoch_batches = batches(data, batch_size, generator=generator) if isinstance(data, Split) else data()
+        epoch_batches = (
+            batches(data, batch_size, generator=generator) if isinstance(data, Split) else data()
+        )
         losses = []
         for x, y in epoch_batches:
             loss = loss_fn(model(x.to(device)), y.to(device))

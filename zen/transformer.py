@@ -81,7 +81,9 @@ class BlockConfig:
 class FeedForward(nn.Module):
     """Position-wise feed-forward network ``fc2(act(fc1(x)))``: ``(..., d_model) → (..., d_model)``."""
 
-    def __init__(self, d_model: int, d_ff: int, activation: str = "gelu", bias: bool = True) -> None:
+    def __init__(
+        self, d_model: int, d_ff: int, activation: str = "gelu", bias: bool = True
+    ) -> None:
         super().__init__()
         validate.positive_int(d_model, "d_model")
         validate.positive_int(d_ff, "d_ff")
@@ -129,7 +131,9 @@ class TransformerBlock(nn.Module):
         return f"norm_first={self.norm_first}, causal={self.causal}"
 
     @torch.no_grad()
-    def load_torch_weights(self, ref: nn.TransformerEncoderLayer | nn.TransformerDecoderLayer) -> TransformerBlock:
+    def load_torch_weights(
+        self, ref: nn.TransformerEncoderLayer | nn.TransformerDecoderLayer
+    ) -> TransformerBlock:
         """Copy the weights of PyTorch's ``nn.TransformerEncoderLayer`` (or, for a block with
         cross-attention, ``nn.TransformerDecoderLayer``) of the same size into this block. Returns ``self``.
 
@@ -139,12 +143,18 @@ class TransformerBlock(nn.Module):
         """
         decoder = isinstance(ref, nn.TransformerDecoderLayer)
         if not (decoder or isinstance(ref, nn.TransformerEncoderLayer)):
-            raise TypeError(f"expected nn.TransformerEncoderLayer or nn.TransformerDecoderLayer, got {type(ref).__name__}")
+            raise TypeError(
+                f"expected nn.TransformerEncoderLayer or nn.TransformerDecoderLayer, got {type(ref).__name__}"
+            )
         if decoder != (self.cross_attn is not None):
-            raise ValueError("an nn.TransformerDecoderLayer maps onto a block with cross_attention=True, an "
-                             f"nn.TransformerEncoderLayer onto one without; this block has cross_attention={not decoder}")
+            raise ValueError(
+                "an nn.TransformerDecoderLayer maps onto a block with cross_attention=True, an "
+                f"nn.TransformerEncoderLayer onto one without; this block has cross_attention={not decoder}"
+            )
         if ref.norm_first != self.norm_first:
-            raise ValueError(f"norm_first mismatch: PyTorch layer {ref.norm_first}, this block {self.norm_first}")
+            raise ValueError(
+                f"norm_first mismatch: PyTorch layer {ref.norm_first}, this block {self.norm_first}"
+            )
         self.attn.load_torch_weights(ref.self_attn)
         norms = [self.attn_norm, self.ffn_norm]
         if decoder:
@@ -152,13 +162,19 @@ class TransformerBlock(nn.Module):
             norms = [self.attn_norm, self.cross_attn_norm, self.ffn_norm]
         for ours, theirs in zip(norms, (ref.norm1, ref.norm2, getattr(ref, "norm3", None))):
             ours.load_state_dict(theirs.state_dict())
-        self.ffn.fc1.load_state_dict(ref.linear1.state_dict())  # raises on a size mismatch, naming the shapes
+        self.ffn.fc1.load_state_dict(
+            ref.linear1.state_dict()
+        )  # raises on a size mismatch, naming the shapes
         self.ffn.fc2.load_state_dict(ref.linear2.state_dict())
         return self
 
-    def _residual(self, x: torch.Tensor, norm: nn.LayerNorm, sublayer: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    def _residual(
+        self, x: torch.Tensor, norm: nn.LayerNorm, sublayer: Callable[[torch.Tensor], torch.Tensor]
+    ) -> torch.Tensor:
         if self.norm_first:
-            return x + self.dropout(sublayer(norm(x)))  # pre-norm: the stream itself is never normalised
+            return x + self.dropout(
+                sublayer(norm(x))
+            )  # pre-norm: the stream itself is never normalised
         return norm(x + self.dropout(sublayer(x)))  # post-norm: normalise after every addition
 
     def forward(
@@ -178,9 +194,17 @@ class TransformerBlock(nn.Module):
         self._check_inputs(x, memory)
 
         def self_attention(h: torch.Tensor) -> torch.Tensor:  # (B, L, d) -> (B, L, d)
-            return self.attn(h, attn_mask=attn_mask, key_padding_mask=key_padding_mask, is_causal=self.causal, cache=cache)
+            return self.attn(
+                h,
+                attn_mask=attn_mask,
+                key_padding_mask=key_padding_mask,
+                is_causal=self.causal,
+                cache=cache,
+            )
 
-        def cross_attention(h: torch.Tensor) -> torch.Tensor:  # (B, L, d), memory (B, S, d) -> (B, L, d)
+        def cross_attention(
+            h: torch.Tensor,
+        ) -> torch.Tensor:  # (B, L, d), memory (B, S, d) -> (B, L, d)
             return self.cross_attn(h, memory, key_padding_mask=memory_key_padding_mask)
 
         x = self._residual(x, self.attn_norm, self_attention)
@@ -193,18 +217,26 @@ class TransformerBlock(nn.Module):
         if self.cross_attn is not None and memory is None:
             raise ValueError("this block has cross-attention: pass memory (batch, S, d_model)")
         if self.cross_attn is None and memory is not None:
-            raise ValueError("memory was given but the block has no cross-attention (cross_attention=False)")
+            raise ValueError(
+                "memory was given but the block has no cross-attention (cross_attention=False)"
+            )
 
 
 class _Stack(nn.Module):
     """``n_layers`` blocks in ``layers``, then ``norm`` (a final LayerNorm; by default only when pre-norm)."""
 
-    def __init__(self, config: BlockConfig, n_layers: int, final_norm: bool | None, rope: nn.Module | None) -> None:
+    def __init__(
+        self, config: BlockConfig, n_layers: int, final_norm: bool | None, rope: nn.Module | None
+    ) -> None:
         super().__init__()
         validate.positive_int(n_layers, "n_layers")
         self.layers = nn.ModuleList(TransformerBlock(config, rope) for _ in range(n_layers))
         final_norm = config.norm_first if final_norm is None else final_norm
-        self.norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps, bias=config.bias) if final_norm else nn.Identity()
+        self.norm = (
+            nn.LayerNorm(config.d_model, eps=config.layer_norm_eps, bias=config.bias)
+            if final_norm
+            else nn.Identity()
+        )
 
 
 class Encoder(_Stack):
@@ -215,15 +247,26 @@ class Encoder(_Stack):
     """
 
     def __init__(
-        self, config: BlockConfig, n_layers: int, *, final_norm: bool | None = None, rope: nn.Module | None = None
+        self,
+        config: BlockConfig,
+        n_layers: int,
+        *,
+        final_norm: bool | None = None,
+        rope: nn.Module | None = None,
     ) -> None:
         if isinstance(config, BlockConfig) and (config.causal or config.cross_attention):
-            raise ValueError(f"an Encoder's blocks are bidirectional without cross-attention, got causal={config.causal}, "
-                             f"cross_attention={config.cross_attention}: use a Decoder")
+            raise ValueError(
+                f"an Encoder's blocks are bidirectional without cross-attention, got causal={config.causal}, "
+                f"cross_attention={config.cross_attention}: use a Decoder"
+            )
         super().__init__(config, n_layers, final_norm, rope)
 
     def forward(
-        self, x: torch.Tensor, *, key_padding_mask: torch.Tensor | None = None, attn_mask: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        *,
+        key_padding_mask: torch.Tensor | None = None,
+        attn_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         for layer in self.layers:
             x = layer(x, key_padding_mask=key_padding_mask, attn_mask=attn_mask)  # (B, L, d)
@@ -239,7 +282,12 @@ class Decoder(_Stack):
     """
 
     def __init__(
-        self, config: BlockConfig, n_layers: int, *, final_norm: bool | None = None, rope: nn.Module | None = None
+        self,
+        config: BlockConfig,
+        n_layers: int,
+        *,
+        final_norm: bool | None = None,
+        rope: nn.Module | None = None,
     ) -> None:
         if isinstance(config, BlockConfig):
             config = replace(config, causal=True)
@@ -256,11 +304,17 @@ class Decoder(_Stack):
         caches: list[KVCache] | None = None,
     ) -> torch.Tensor:
         if caches is not None and len(caches) != len(self.layers):
-            raise ValueError(f"caches must hold one KVCache per layer ({len(self.layers)}), got {len(caches)}")
+            raise ValueError(
+                f"caches must hold one KVCache per layer ({len(self.layers)}), got {len(caches)}"
+            )
         for i, layer in enumerate(self.layers):
             x = layer(
-                x, memory, key_padding_mask=key_padding_mask, memory_key_padding_mask=memory_key_padding_mask,
-                attn_mask=attn_mask, cache=None if caches is None else caches[i],
+                x,
+                memory,
+                key_padding_mask=key_padding_mask,
+                memory_key_padding_mask=memory_key_padding_mask,
+                attn_mask=attn_mask,
+                cache=None if caches is None else caches[i],
             )  # (B, L, d)
         return self.norm(x)
 
@@ -297,14 +351,20 @@ class EncoderDecoder(nn.Module):
         validate.positive_int(src_vocab_size, "src_vocab_size")
         validate.positive_int(tgt_vocab_size, "tgt_vocab_size")
         if share_embeddings and src_vocab_size != tgt_vocab_size:
-            raise ValueError(f"share_embeddings needs src_vocab_size == tgt_vocab_size, got {src_vocab_size} and {tgt_vocab_size}")
+            raise ValueError(
+                f"share_embeddings needs src_vocab_size == tgt_vocab_size, got {src_vocab_size} and {tgt_vocab_size}"
+            )
         validate.one_of(positional, ("sinusoidal", "learned"), "positional")
         self.d_model = d_model
         self.src_embed = nn.Embedding(src_vocab_size, d_model)
-        self.tgt_embed = self.src_embed if share_embeddings else nn.Embedding(tgt_vocab_size, d_model)
+        self.tgt_embed = (
+            self.src_embed if share_embeddings else nn.Embedding(tgt_vocab_size, d_model)
+        )
         # source first, always (a set of the two, as before, ran in the order of memory addresses)
         for emb in dict.fromkeys((self.src_embed, self.tgt_embed)):
-            nn.init.normal_(emb.weight, std=d_model**-0.5)  # so that √d_model · embedding has unit scale
+            nn.init.normal_(
+                emb.weight, std=d_model**-0.5
+            )  # so that √d_model · embedding has unit scale
         self.pos = (
             SinusoidalPositionalEncoding(d_model, max_len)
             if positional == "sinusoidal"
@@ -321,11 +381,17 @@ class EncoderDecoder(nn.Module):
 
     def _embed(self, emb: nn.Embedding, ids: torch.Tensor, name: str) -> torch.Tensor:
         validate.token_ids(ids, emb.num_embeddings, name)
-        return self.dropout(self.pos(emb(ids) * math.sqrt(self.d_model)))  # (B, L) -> (B, L, d_model)
+        return self.dropout(
+            self.pos(emb(ids) * math.sqrt(self.d_model))
+        )  # (B, L) -> (B, L, d_model)
 
-    def encode(self, src: torch.Tensor, src_key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def encode(
+        self, src: torch.Tensor, src_key_padding_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """``src (B, S)`` → memory ``(B, S, d_model)``."""
-        return self.encoder(self._embed(self.src_embed, src, "src"), key_padding_mask=src_key_padding_mask)
+        return self.encoder(
+            self._embed(self.src_embed, src, "src"), key_padding_mask=src_key_padding_mask
+        )
 
     def decode(
         self,
@@ -336,8 +402,10 @@ class EncoderDecoder(nn.Module):
     ) -> torch.Tensor:
         """``tgt_in (B, T)`` and ``memory (B, S, d_model)`` → logits ``(B, T, tgt_vocab_size)``."""
         h = self.decoder(
-            self._embed(self.tgt_embed, tgt_in, "tgt_in"), memory,
-            key_padding_mask=tgt_key_padding_mask, memory_key_padding_mask=src_key_padding_mask,
+            self._embed(self.tgt_embed, tgt_in, "tgt_in"),
+            memory,
+            key_padding_mask=tgt_key_padding_mask,
+            memory_key_padding_mask=src_key_padding_mask,
         )
         return self.lm_head(h)
 

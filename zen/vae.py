@@ -31,10 +31,14 @@ def _check_gaussian(mu: torch.Tensor, logvar: torch.Tensor) -> None:
     validate.floating(mu, "mu")
     validate.floating(logvar, "logvar")
     if mu.shape != logvar.shape:
-        raise ValueError(f"mu and logvar must have the same shape, got {tuple(mu.shape)} and {tuple(logvar.shape)}")
+        raise ValueError(
+            f"mu and logvar must have the same shape, got {tuple(mu.shape)} and {tuple(logvar.shape)}"
+        )
 
 
-def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+def reparameterize(
+    mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """``z = μ + exp(½ log σ²) ⊙ ε``, ``ε ~ N(0, I)`` drawn on CPU from ``generator``; ``(batch, latent)``."""
     _check_gaussian(mu, logvar)
     eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype).to(mu.device)
@@ -60,9 +64,13 @@ def bernoulli_log_likelihood(x: torch.Tensor, logits: torch.Tensor) -> torch.Ten
     validate.floating(x, "x")
     validate.floating(logits, "logits")
     if x.shape != logits.shape:
-        raise ValueError(f"x and logits must have the same shape, got {tuple(x.shape)} and {tuple(logits.shape)}")
+        raise ValueError(
+            f"x and logits must have the same shape, got {tuple(x.shape)} and {tuple(logits.shape)}"
+        )
     if x.numel() and (x.min() < 0 or x.max() > 1):
-        raise ValueError(f"x must lie in [0, 1] for a Bernoulli decoder, got values in [{x.min().item():.3g}, {x.max().item():.3g}]")
+        raise ValueError(
+            f"x must lie in [0, 1] for a Bernoulli decoder, got values in [{x.min().item():.3g}, {x.max().item():.3g}]"
+        )
     # −softplus(−ℓ) = log σ(ℓ) and −softplus(ℓ) = log(1 − σ(ℓ)): finite for any logit
     return -(x * F.softplus(-logits) + (1 - x) * F.softplus(logits)).sum(dim=1)
 
@@ -90,7 +98,12 @@ class VAE(nn.Module):
 
     def __init__(self, in_dim: int = 64, latent_dim: int = 2, hidden: int = 128, depth: int = 2):
         super().__init__()
-        for value, name in ((in_dim, "in_dim"), (latent_dim, "latent_dim"), (hidden, "hidden"), (depth, "depth")):
+        for value, name in (
+            (in_dim, "in_dim"),
+            (latent_dim, "latent_dim"),
+            (hidden, "hidden"),
+            (depth, "depth"),
+        ):
             validate.positive_int(value, name)
         self.in_dim, self.latent_dim = in_dim, latent_dim
         self.encoder = mlp([in_dim] + [hidden] * depth + [2 * latent_dim])
@@ -122,7 +135,9 @@ class VAE(nn.Module):
         """Mean images ``σ(decoder(z))`` ``(n, in_dim)`` for ``z ~ N(0, I)``."""
         validate.positive_int(n, "n")
         device = next(self.parameters()).device
-        return torch.sigmoid(self.decode(torch.randn(n, self.latent_dim, generator=generator).to(device)))
+        return torch.sigmoid(
+            self.decode(torch.randn(n, self.latent_dim, generator=generator).to(device))
+        )
 
 
 @dataclass
@@ -160,7 +175,9 @@ def train_vae(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            sums += torch.stack([out.elbo.sum(), out.reconstruction.sum(), out.kl.sum()]).detach().cpu()
+            sums += (
+                torch.stack([out.elbo.sum(), out.reconstruction.sum(), out.kl.sum()]).detach().cpu()
+            )
         means = (sums / len(data)).tolist()
         history.elbo.append(means[0])
         history.reconstruction.append(means[1])

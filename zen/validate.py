@@ -76,7 +76,9 @@ def same_shape(x: torch.Tensor, like: torch.Tensor, name: str, like_name: str) -
     """Check ``x`` has the shape of ``like``."""
     tensor(x, name)
     if x.shape != like.shape:
-        raise ValueError(f"{name} must have the shape of {like_name} {tuple(like.shape)}, got {tuple(x.shape)}")
+        raise ValueError(
+            f"{name} must have the shape of {like_name} {tuple(like.shape)}, got {tuple(x.shape)}"
+        )
 
 
 def positive(value: object, name: str) -> float:
@@ -103,7 +105,11 @@ def divisible(a: int, b: int, name_a: str, name_b: str) -> None:
 
 
 def token_ids(
-    ids: torch.Tensor, vocab_size: int, name: str = "input_ids", dims: int | None = 2, values: bool | None = None
+    ids: torch.Tensor,
+    vocab_size: int,
+    name: str = "input_ids",
+    dims: int | None = 2,
+    values: bool | None = None,
 ) -> torch.Tensor:
     """Check ``ids`` holds integer token ids (``TypeError`` otherwise) in ``[0, vocab_size)``.
 

@@ -14,7 +14,9 @@ import torch.nn.functional as F
 from zen import validate
 
 
-def soft_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 4.0) -> torch.Tensor:
+def soft_loss(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 4.0
+) -> torch.Tensor:
     """``T² · KL(softmax(t/T) ‖ softmax(s/T))``, averaged over the batch. Logits ``(batch, classes)``."""
     validate.ndim(student_logits, 2, "student_logits", "(batch, classes)")
     validate.ndim(teacher_logits, 2, "teacher_logits", "(batch, classes)")

@@ -23,8 +23,12 @@ def svd_factorize(linear: nn.Linear, rank: int) -> nn.Sequential:
     validate.positive_int(rank, "rank")
     out_f, in_f = linear.weight.shape
     if rank > min(out_f, in_f):
-        raise ValueError(f"rank must be <= min(out, in) = {min(out_f, in_f)} for a {out_f}x{in_f} weight, got {rank}")
-    u, s, vh = torch.linalg.svd(linear.weight.detach().float(), full_matrices=False)  # (out,k) (k,) (k,in)
+        raise ValueError(
+            f"rank must be <= min(out, in) = {min(out_f, in_f)} for a {out_f}x{in_f} weight, got {rank}"
+        )
+    u, s, vh = torch.linalg.svd(
+        linear.weight.detach().float(), full_matrices=False
+    )  # (out,k) (k,) (k,in)
     root = s[:rank].sqrt()
     first = nn.Linear(in_f, rank, bias=False)
     second = nn.Linear(rank, out_f, bias=linear.bias is not None)

@@ -25,7 +25,9 @@ def prunable(model: nn.Module) -> dict[str, nn.Parameter]:
     return {n: p for n, p in model.named_parameters() if n.endswith("weight") and p.ndim >= 2}
 
 
-def magnitude_masks(model: nn.Module, sparsity: float, scope: str = "global") -> dict[str, torch.Tensor]:
+def magnitude_masks(
+    model: nn.Module, sparsity: float, scope: str = "global"
+) -> dict[str, torch.Tensor]:
     """Boolean keep-masks (same shape as each weight) removing a ``sparsity`` share of weights.
 
     Args:
@@ -40,7 +42,9 @@ def magnitude_masks(model: nn.Module, sparsity: float, scope: str = "global") ->
         raise ValueError(f"scope must be 'global' or 'layer', got {scope!r}")
     weights = prunable(model)
     if not weights:
-        raise ValueError("model has no prunable weights (parameters named '*weight' with ndim >= 2)")
+        raise ValueError(
+            "model has no prunable weights (parameters named '*weight' with ndim >= 2)"
+        )
 
     def threshold(values: torch.Tensor) -> torch.Tensor:
         k = int(round(sparsity * values.numel()))  # number of weights to remove
@@ -54,7 +58,9 @@ def magnitude_masks(model: nn.Module, sparsity: float, scope: str = "global") ->
     return {n: p.detach().abs() > threshold(p.detach().abs().flatten()) for n, p in weights.items()}
 
 
-def apply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> list[torch.utils.hooks.RemovableHandle]:
+def apply_masks(
+    model: nn.Module, masks: dict[str, torch.Tensor]
+) -> list[torch.utils.hooks.RemovableHandle]:
     """Zero the masked-out weights in place and mask their gradients from now on.
 
     Returns the hook handles; call ``h.remove()`` on each to let the weights grow back.
@@ -67,7 +73,9 @@ def apply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> list[torch.
             raise KeyError(f"mask for unknown parameter {name!r}; model has {sorted(params)}")
         p = params[name]
         if mask.shape != p.shape:
-            raise ValueError(f"mask for {name} must have shape {tuple(p.shape)}, got {tuple(mask.shape)}")
+            raise ValueError(
+                f"mask for {name} must have shape {tuple(p.shape)}, got {tuple(mask.shape)}"
+            )
         keep = mask.to(device=p.device, dtype=p.dtype)
         with torch.no_grad():
             p.mul_(keep)
@@ -89,7 +97,9 @@ def nonzero_parameters(model: nn.Module) -> int:
     return sum(int((p != 0).sum().item()) for p in model.parameters())
 
 
-def prune_hidden_units(fc_in: nn.Linear, fc_out: nn.Linear, keep: int) -> tuple[nn.Linear, nn.Linear]:
+def prune_hidden_units(
+    fc_in: nn.Linear, fc_out: nn.Linear, keep: int
+) -> tuple[nn.Linear, nn.Linear]:
     """Structured pruning of ``fc_out(act(fc_in(x)))``: keep the ``keep`` strongest hidden units.
 
     A hidden unit ``j`` owns row ``j`` of ``fc_in.weight`` (shape ``(hidden, d_in)``), its bias
@@ -100,10 +110,14 @@ def prune_hidden_units(fc_in: nn.Linear, fc_out: nn.Linear, keep: int) -> tuple[
     between them must be element-wise (ReLU, GELU, …) for the result to be exact on the kept units.
     """
     if not isinstance(fc_in, nn.Linear) or not isinstance(fc_out, nn.Linear):
-        raise TypeError(f"fc_in and fc_out must be nn.Linear, got {type(fc_in).__name__} and {type(fc_out).__name__}")
+        raise TypeError(
+            f"fc_in and fc_out must be nn.Linear, got {type(fc_in).__name__} and {type(fc_out).__name__}"
+        )
     hidden = fc_in.out_features
     if fc_out.in_features != hidden:
-        raise ValueError(f"fc_out.in_features must equal fc_in.out_features={hidden}, got {fc_out.in_features}")
+        raise ValueError(
+            f"fc_out.in_features must equal fc_in.out_features={hidden}, got {fc_out.in_features}"
+        )
     validate.positive_int(keep, "keep")
     if keep > hidden:
         raise ValueError(f"keep must be <= the {hidden} hidden units, got {keep}")

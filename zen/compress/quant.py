@@ -53,7 +53,9 @@ def qrange(bits: int, scheme: str) -> tuple[int, int]:
 
 def _check_bits_scheme(bits: int, scheme: str) -> None:
     if isinstance(bits, bool) or not isinstance(bits, int) or not 2 <= bits <= 8:
-        raise ValueError(f"bits must be an integer in [2, 8] (values are stored as int8), got {bits!r}")
+        raise ValueError(
+            f"bits must be an integer in [2, 8] (values are stored as int8), got {bits!r}"
+        )
     if scheme not in SCHEMES:
         raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
 
@@ -63,7 +65,9 @@ def _check_input(x: torch.Tensor, axis: int | None) -> None:
     if x.numel() == 0:
         raise ValueError(f"x must be non-empty, got shape {tuple(x.shape)}")
     if axis is not None and not -x.ndim <= axis < x.ndim:
-        raise ValueError(f"axis must be None or in [{-x.ndim}, {x.ndim - 1}] for x of shape {tuple(x.shape)}, got {axis}")
+        raise ValueError(
+            f"axis must be None or in [{-x.ndim}, {x.ndim - 1}] for x of shape {tuple(x.shape)}, got {axis}"
+        )
 
 
 def quant_params(
@@ -78,7 +82,10 @@ def quant_params(
     else:
         dims = [d for d in range(x.ndim) if d != axis % x.ndim]
         lo, hi = x.amin(dim=dims, keepdim=True), x.amax(dim=dims, keepdim=True)
-    lo, hi = lo.clamp(max=0.0), hi.clamp(min=0.0)  # the range always contains 0 (exact zeros, padding)
+    lo, hi = (
+        lo.clamp(max=0.0),
+        hi.clamp(min=0.0),
+    )  # the range always contains 0 (exact zeros, padding)
     if scheme == "symmetric":
         scale = torch.maximum(-lo, hi) / qmax
         scale = torch.where(scale > 0, scale, torch.ones_like(scale))  # an all-zero channel
@@ -89,7 +96,9 @@ def quant_params(
     return scale, zero_point
 
 
-def quantize(x: torch.Tensor, bits: int = 8, scheme: str = "symmetric", axis: int | None = None) -> QTensor:
+def quantize(
+    x: torch.Tensor, bits: int = 8, scheme: str = "symmetric", axis: int | None = None
+) -> QTensor:
     """Quantize ``x`` (any shape) to ``bits``-bit integers per tensor or per channel ``axis``."""
     scale, zero_point = quant_params(x, bits, scheme, axis)
     qmin, qmax = qrange(bits, scheme)
@@ -102,7 +111,9 @@ def dequantize(qt: QTensor) -> torch.Tensor:
     return (qt.q.float() - qt.zero_point) * qt.scale
 
 
-def fake_quant(x: torch.Tensor, bits: int = 8, scheme: str = "symmetric", axis: int | None = None) -> torch.Tensor:
+def fake_quant(
+    x: torch.Tensor, bits: int = 8, scheme: str = "symmetric", axis: int | None = None
+) -> torch.Tensor:
     """``dequantize(quantize(x))`` in the forward pass, identity in the backward pass.
 
     The straight-through estimator (Bengio et al., 2013): ``round`` has zero gradient almost
@@ -126,7 +137,9 @@ def int_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         if t.numel() == 0:
             raise ValueError(f"{name} must be non-empty, got shape {tuple(t.shape)}")
     if a.shape[1] != b.shape[0]:
-        raise ValueError(f"inner dimensions must match: a is {tuple(a.shape)}, b is {tuple(b.shape)}")
+        raise ValueError(
+            f"inner dimensions must match: a is {tuple(a.shape)}, b is {tuple(b.shape)}"
+        )
     if a.device.type == "cpu":
         return a.to(torch.int32) @ b.to(torch.int32)
     return (a.double() @ b.double()).to(torch.int32)
@@ -139,7 +152,9 @@ class Int8Linear(nn.Module):
     ``y[i, o] = sx[i] · sw[o] · Σ_k qx[i, k] · qw[o, k] + b[o]``. Input ``(..., in)``, output ``(..., out)``.
     """
 
-    def __init__(self, qweight: torch.Tensor, wscale: torch.Tensor, bias: torch.Tensor | None, bits: int = 8):
+    def __init__(
+        self, qweight: torch.Tensor, wscale: torch.Tensor, bias: torch.Tensor | None, bits: int = 8
+    ):
         super().__init__()
         self.register_buffer("qweight", qweight)  # (out, in) int8
         self.register_buffer("wscale", wscale.reshape(-1))  # (out,)
@@ -156,7 +171,9 @@ class Int8Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] != self.in_features:
-            raise ValueError(f"input must end in {self.in_features} features, got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"input must end in {self.in_features} features, got shape {tuple(x.shape)}"
+            )
         lead = x.shape[:-1]
         x2 = x.reshape(-1, self.in_features)  # (..., in) -> (rows, in)
         qx = quantize(x2, self.bits, "symmetric", axis=0)  # one scale per row: (rows, 1)
@@ -174,14 +191,25 @@ class FakeQuantLinear(nn.Linear):
     """A ``Linear`` whose weights (per output channel) and inputs (per tensor) are fake-quantized
     in the forward pass; gradients flow straight through to the float weights (QAT)."""
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, bits: int = 8, quantize_input: bool = True):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        bits: int = 8,
+        quantize_input: bool = True,
+    ):
         super().__init__(in_features, out_features, bias)
         _check_bits_scheme(bits, "symmetric")
         self.bits, self.quantize_input = bits, quantize_input
 
     @classmethod
-    def from_float(cls, linear: nn.Linear, bits: int = 8, quantize_input: bool = True) -> FakeQuantLinear:
-        m = cls(linear.in_features, linear.out_features, linear.bias is not None, bits, quantize_input)
+    def from_float(
+        cls, linear: nn.Linear, bits: int = 8, quantize_input: bool = True
+    ) -> FakeQuantLinear:
+        m = cls(
+            linear.in_features, linear.out_features, linear.bias is not None, bits, quantize_input
+        )
         m.load_state_dict(linear.state_dict())
         return m.to(linear.weight.device)
 

@@ -78,7 +78,9 @@ def widget():
 
     return w.interactive(
         show,
-        billions=w.FloatLogSlider(value=7.5, base=10, min=-1, max=3, step=0.05, description="params (B)"),
+        billions=w.FloatLogSlider(
+            value=7.5, base=10, min=-1, max=3, step=0.05, description="params (B)"
+        ),
         devices=w.IntSlider(value=64, min=1, max=1024, description="devices"),
         strategy=w.Dropdown(options=STRATEGIES, value="zero3", description="strategy"),
         bandwidth_gb_s=w.FloatSlider(value=25.0, min=1, max=900, step=1, description="GB/s"),

@@ -45,7 +45,9 @@ class Traffic:
         self.bytes += t.numel() * t.element_size()
 
 
-def _exchange(send: torch.Tensor, recv: torch.Tensor, right: int, left: int, traffic: Traffic | None) -> None:
+def _exchange(
+    send: torch.Tensor, recv: torch.Tensor, right: int, left: int, traffic: Traffic | None
+) -> None:
     """Send ``send`` to ``right`` while receiving ``recv`` from ``left`` (no deadlock: isend first).
 
     Empty chunks (a tensor with fewer elements than ranks) are neither sent nor received;
@@ -96,7 +98,9 @@ def ring_all_reduce(tensor: torch.Tensor, traffic: Traffic | None = None) -> tor
     """
     validate.tensor(tensor, "tensor")
     if not dist.is_initialized():
-        raise RuntimeError("ring_all_reduce needs an initialised process group (see zen.parallel.launch)")
+        raise RuntimeError(
+            "ring_all_reduce needs an initialised process group (see zen.parallel.launch)"
+        )
     if dist.get_world_size() == 1:
         return tensor
     flat = tensor.reshape(-1) if tensor.is_contiguous() else tensor.contiguous().reshape(-1)
@@ -108,7 +112,9 @@ def ring_all_reduce(tensor: torch.Tensor, traffic: Traffic | None = None) -> tor
     return tensor
 
 
-def central_all_reduce(tensor: torch.Tensor, root: int = 0, traffic: Traffic | None = None) -> torch.Tensor:
+def central_all_reduce(
+    tensor: torch.Tensor, root: int = 0, traffic: Traffic | None = None
+) -> torch.Tensor:
     """Sum ``tensor`` over all ranks through one ``root`` (the parameter-server pattern), in place.
 
     Every other rank sends its whole tensor to ``root``, which adds them and sends the sum back.
@@ -140,7 +146,9 @@ def central_all_reduce(tensor: torch.Tensor, root: int = 0, traffic: Traffic | N
 # --------------------------------------------------------------------------- the α–β model
 
 
-def all_reduce_time(n_bytes: float, world_size: int, alpha: float, beta: float, algorithm: str = "ring") -> float:
+def all_reduce_time(
+    n_bytes: float, world_size: int, alpha: float, beta: float, algorithm: str = "ring"
+) -> float:
     """Predicted seconds to all-reduce ``n_bytes`` over ``world_size`` ranks.
 
     ``alpha`` is the per-message latency (s), ``beta`` the time per byte (s/B, one over the
@@ -150,7 +158,9 @@ def all_reduce_time(n_bytes: float, world_size: int, alpha: float, beta: float, 
     """
     p = validate.positive_int(world_size, "world_size")
     if n_bytes < 0 or alpha < 0 or beta < 0:
-        raise ValueError(f"n_bytes, alpha and beta must be non-negative, got {n_bytes}, {alpha}, {beta}")
+        raise ValueError(
+            f"n_bytes, alpha and beta must be non-negative, got {n_bytes}, {alpha}, {beta}"
+        )
     if p == 1:
         return 0.0
     if algorithm == "ring":
@@ -178,7 +188,9 @@ def bytes_sent_per_rank(n_bytes: float, world_size: int, algorithm: str = "ring"
 def fit_alpha_beta(n_bytes: list[float], seconds: list[float]) -> tuple[float, float]:
     """Least-squares fit of ``seconds ≈ α + β · n_bytes`` to point-to-point timings."""
     if len(n_bytes) != len(seconds) or len(n_bytes) < 2:
-        raise ValueError(f"need at least two (n_bytes, seconds) pairs of equal length, got {len(n_bytes)} and {len(seconds)}")
+        raise ValueError(
+            f"need at least two (n_bytes, seconds) pairs of equal length, got {len(n_bytes)} and {len(seconds)}"
+        )
     x = torch.tensor(n_bytes, dtype=torch.float64)
     y = torch.tensor(seconds, dtype=torch.float64)
     design = torch.stack([torch.ones_like(x), x], dim=1)  # (k, 2)
@@ -186,7 +198,9 @@ def fit_alpha_beta(n_bytes: list[float], seconds: list[float]) -> tuple[float, f
     return max(alpha, 0.0), max(beta, 0.0)
 
 
-def ping_pong(n_elements: list[int], repeats: int = 20, device: torch.device | str = "cpu") -> list[float]:
+def ping_pong(
+    n_elements: list[int], repeats: int = 20, device: torch.device | str = "cpu"
+) -> list[float]:
     """One-way message time (s) between ranks 0 and 1 for each size in ``n_elements`` (float32).
 
     Run inside a group of at least two ranks; ranks other than 0 and 1 idle. Returns the

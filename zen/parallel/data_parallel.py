@@ -49,7 +49,9 @@ def broadcast_parameters(model: nn.Module, src: int = 0) -> None:
 
 
 @torch.no_grad()
-def all_reduce_gradients(model: nn.Module, algorithm: str = "builtin", traffic: Traffic | None = None) -> None:
+def all_reduce_gradients(
+    model: nn.Module, algorithm: str = "builtin", traffic: Traffic | None = None
+) -> None:
     """Replace every ``p.grad`` by its average over ranks, with one all-reduce of a flat bucket.
 
     ``algorithm="builtin"`` uses ``dist.all_reduce``; ``"ring"`` uses the from-scratch
@@ -60,14 +62,20 @@ def all_reduce_gradients(model: nn.Module, algorithm: str = "builtin", traffic: 
     params = [p for p in model.parameters() if p.requires_grad]
     missing = [i for i, p in enumerate(params) if p.grad is None]
     if missing:
-        raise RuntimeError(f"parameters {missing} have no gradient: call loss.backward() before all_reduce_gradients")
-    bucket = parameters_to_vector(p.grad for p in params)  # (total_params,) one message, not one per tensor
+        raise RuntimeError(
+            f"parameters {missing} have no gradient: call loss.backward() before all_reduce_gradients"
+        )
+    bucket = parameters_to_vector(
+        p.grad for p in params
+    )  # (total_params,) one message, not one per tensor
     if algorithm == "ring":
         ring_all_reduce(bucket, traffic)
     else:
         dist.all_reduce(bucket)
     bucket /= dist.get_world_size()
-    vector_to_parameters(bucket, (p.grad for p in params))  # each gradient becomes its slice of the bucket
+    vector_to_parameters(
+        bucket, (p.grad for p in params)
+    )  # each gradient becomes its slice of the bucket
 
 
 def data_parallel_step(

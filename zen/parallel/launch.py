@@ -119,7 +119,9 @@ def launch(
             )
     method = start_method or ("spawn" if backend == "nccl" else "fork")
     if method == "fork" and backend == "nccl":
-        raise ValueError("backend='nccl' needs start_method='spawn': forked workers cannot use CUDA")
+        raise ValueError(
+            "backend='nccl' needs start_method='spawn': forked workers cannot use CUDA"
+        )
     if method == "fork" and start_method is None and torch.cuda.is_initialized():
         # A process that has used CUDA runs autograd on helper threads, and forked children
         # cannot run backward passes. Spawned children can, if fn can be imported by name.
@@ -163,12 +165,20 @@ def launch(
             try:
                 rank, ok, payload = results.get(timeout=0.05)
             except queue_module.Empty:
-                dead = [r for r, p in enumerate(procs) if p.exitcode not in (None, 0) and r not in values and r not in errors]
+                dead = [
+                    r
+                    for r, p in enumerate(procs)
+                    if p.exitcode not in (None, 0) and r not in values and r not in errors
+                ]
                 if dead and not errors:
-                    raise RuntimeError(f"rank {dead[0]} died with exit code {procs[dead[0]].exitcode} before reporting")
+                    raise RuntimeError(
+                        f"rank {dead[0]} died with exit code {procs[dead[0]].exitcode} before reporting"
+                    ) from None
                 if time.monotonic() > deadline:
                     missing = sorted(set(range(world_size)) - set(values) - set(errors))
-                    raise TimeoutError(f"ranks {missing} did not finish within {timeout} s")
+                    raise TimeoutError(
+                        f"ranks {missing} did not finish within {timeout} s"
+                    ) from None
                 continue
             if ok:
                 values[rank] = pickle.loads(payload)
@@ -191,6 +201,7 @@ def launch(
 
 def _describe_failure(errors: dict[int, str], world_size: int) -> str:
     """Name the rank that failed first: a peer's "connection closed" is a consequence, not a cause."""
+
     def secondary(tb: str) -> bool:
         return "Connection closed by peer" in tb or "Connection reset" in tb or "Timed out" in tb
 
@@ -209,9 +220,13 @@ def init_from_env(backend: str | None = None) -> tuple[int, int, torch.device]:
     ``MASTER_PORT`` for every process it starts. Returns ``(rank, world_size, device)``; the
     device is ``cuda:LOCAL_RANK`` with NCCL when GPUs are present, else ``cpu`` with gloo.
     """
-    missing = [k for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
+    missing = [
+        k for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ
+    ]
     if missing:
-        raise RuntimeError(f"environment variables {missing} are not set: start this program with torchrun")
+        raise RuntimeError(
+            f"environment variables {missing} are not set: start this program with torchrun"
+        )
     backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")

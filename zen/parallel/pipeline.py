@@ -98,7 +98,9 @@ class Timeline:
         return peaks
 
 
-def simulate(ops_per_stage: list[list[Op]], t_forward: float = 1.0, t_backward: float = 2.0) -> Timeline:
+def simulate(
+    ops_per_stage: list[list[Op]], t_forward: float = 1.0, t_backward: float = 2.0
+) -> Timeline:
     """Run a schedule on an idealised machine (no communication cost) and time every op.
 
     ``F(s, i)`` waits for ``F(s-1, i)``; ``B(s, i)`` waits for ``B(s+1, i)`` (the last stage: its
@@ -106,7 +108,9 @@ def simulate(ops_per_stage: list[list[Op]], t_forward: float = 1.0, t_backward: 
     schedule deadlocks.
     """
     if not (t_forward > 0 and t_backward > 0):
-        raise ValueError(f"t_forward and t_backward must be positive, got {t_forward}, {t_backward}")
+        raise ValueError(
+            f"t_forward and t_backward must be positive, got {t_forward}, {t_backward}"
+        )
     p = len(ops_per_stage)
     done: dict[tuple[int, str, int], float] = {}
     nxt, free = [0] * p, [0.0] * p
@@ -145,13 +149,22 @@ def plot_timeline(timeline: Timeline, ax=None, title: str = ""):
     ax = ax or plt.subplots(figsize=(8, 0.5 + 0.5 * timeline.num_stages))[1]
     colours = {"F": "tab:blue", "B": "tab:orange"}
     for s, kind, i, start, end in timeline.ops:
-        ax.broken_barh([(start, end - start)], (s - 0.4, 0.8), facecolors=colours[kind], edgecolor="white")
-        ax.text((start + end) / 2, s, f"{kind}{i}", ha="center", va="center", fontsize=7, color="white")
+        ax.broken_barh(
+            [(start, end - start)], (s - 0.4, 0.8), facecolors=colours[kind], edgecolor="white"
+        )
+        ax.text(
+            (start + end) / 2, s, f"{kind}{i}", ha="center", va="center", fontsize=7, color="white"
+        )
     ax.set_yticks(range(timeline.num_stages), [f"stage {s}" for s in range(timeline.num_stages)])
     ax.invert_yaxis()
     ax.set_xlabel("time (units of one forward)")
     ax.set_title(title or f"bubble {timeline.bubble:.0%}")
-    ax.legend(handles=[plt.Rectangle((0, 0), 1, 1, color=c) for c in colours.values()], labels=["forward", "backward"], loc="lower right", fontsize=8)
+    ax.legend(
+        handles=[plt.Rectangle((0, 0), 1, 1, color=c) for c in colours.values()],
+        labels=["forward", "backward"],
+        loc="lower right",
+        fontsize=8,
+    )
     return ax
 
 
@@ -185,17 +198,23 @@ def pipeline_step(
     if first:
         validate.tensor(x, "x")
         if x.shape[0] % m:
-            raise ValueError(f"num_micro {m} must divide the batch size, got x of shape {tuple(x.shape)}")
+            raise ValueError(
+                f"num_micro {m} must divide the batch size, got x of shape {tuple(x.shape)}"
+            )
         x_mb = x.chunk(m)
     if last:
         validate.tensor(y, "y")
         if y.shape[0] % m:
-            raise ValueError(f"num_micro {m} must divide the batch size, got y of shape {tuple(y.shape)}")
+            raise ValueError(
+                f"num_micro {m} must divide the batch size, got y of shape {tuple(y.shape)}"
+            )
         y_mb = y.chunk(m)
     inputs: dict[int, torch.Tensor] = {}
     outputs: dict[int, torch.Tensor] = {}
     sends = []  # (request, tensor): keep tensors alive until their isend completes
-    total = torch.zeros((), device=device, dtype=torch.float64)  # the loss, summed over micro-batches
+    total = torch.zeros(
+        (), device=device, dtype=torch.float64
+    )  # the loss, summed over micro-batches
     for kind, i in ops:
         if kind == "F":
             if first:

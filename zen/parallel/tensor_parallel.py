@@ -33,13 +33,13 @@ from zen import validate
 class CommCounter:
     """Counts the all-reduces issued by the ``f`` and ``g`` operators (use as a context manager)."""
 
-    active: "CommCounter | None" = None
+    active: CommCounter | None = None
 
     def __init__(self) -> None:
         self.forward = 0
         self.backward = 0
 
-    def __enter__(self) -> "CommCounter":
+    def __enter__(self) -> CommCounter:
         CommCounter.active = self
         return self
 
@@ -106,13 +106,19 @@ def _divisible(size: int, world_size: int, what: str) -> None:
 class ColumnParallelLinear(nn.Module):
     """Rank's slice of ``nn.Linear(d_in, d_out)`` by output features: ``(…, d_in) → (…, d_out / p)``."""
 
-    def __init__(self, linear: nn.Linear, world_size: int | None = None, rank: int | None = None) -> None:
+    def __init__(
+        self, linear: nn.Linear, world_size: int | None = None, rank: int | None = None
+    ) -> None:
         super().__init__()
         p, r = _rank_world(world_size, rank)
         _divisible(linear.out_features, p, "out_features")
         # nn.Linear stores weight as (d_out, d_in): output columns of A are rows here
-        self.weight = nn.Parameter(linear.weight.detach().chunk(p, dim=0)[r].clone())  # (d_out/p, d_in)
-        self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().chunk(p)[r].clone())
+        self.weight = nn.Parameter(
+            linear.weight.detach().chunk(p, dim=0)[r].clone()
+        )  # (d_out/p, d_in)
+        self.bias = (
+            None if linear.bias is None else nn.Parameter(linear.bias.detach().chunk(p)[r].clone())
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(copy_to_parallel(x), self.weight, self.bias)
@@ -121,12 +127,18 @@ class ColumnParallelLinear(nn.Module):
 class RowParallelLinear(nn.Module):
     """Rank's slice of ``nn.Linear(d_in, d_out)`` by input features: ``(…, d_in / p) → (…, d_out)`` summed over ranks."""
 
-    def __init__(self, linear: nn.Linear, world_size: int | None = None, rank: int | None = None) -> None:
+    def __init__(
+        self, linear: nn.Linear, world_size: int | None = None, rank: int | None = None
+    ) -> None:
         super().__init__()
         p, r = _rank_world(world_size, rank)
         _divisible(linear.in_features, p, "in_features")
-        self.weight = nn.Parameter(linear.weight.detach().chunk(p, dim=1)[r].clone())  # (d_out, d_in/p)
-        self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().clone())  # (d_out,) whole
+        self.weight = nn.Parameter(
+            linear.weight.detach().chunk(p, dim=1)[r].clone()
+        )  # (d_out, d_in/p)
+        self.bias = (
+            None if linear.bias is None else nn.Parameter(linear.bias.detach().clone())
+        )  # (d_out,) whole
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = reduce_from_parallel(F.linear(x, self.weight))
@@ -146,7 +158,9 @@ class ParallelMLP(nn.Module):
     ) -> None:
         super().__init__()
         if fc1.out_features != fc2.in_features:
-            raise ValueError(f"fc1.out_features ({fc1.out_features}) must equal fc2.in_features ({fc2.in_features})")
+            raise ValueError(
+                f"fc1.out_features ({fc1.out_features}) must equal fc2.in_features ({fc2.in_features})"
+            )
         self.fc1 = ColumnParallelLinear(fc1, world_size, rank)
         self.fc2 = RowParallelLinear(fc2, world_size, rank)
         self.activation = activation
@@ -162,7 +176,9 @@ class ParallelSelfAttention(nn.Module):
     Q/K/V projection is column-parallel, the output projection row-parallel.
     """
 
-    def __init__(self, mha: nn.MultiheadAttention, world_size: int | None = None, rank: int | None = None) -> None:
+    def __init__(
+        self, mha: nn.MultiheadAttention, world_size: int | None = None, rank: int | None = None
+    ) -> None:
         super().__init__()
         p, r = _rank_world(world_size, rank)
         if not mha.batch_first or not mha._qkv_same_embed_dim:
@@ -174,12 +190,18 @@ class ParallelSelfAttention(nn.Module):
         # rank r's heads: the same row block of each of W_q, W_k, W_v
         qkv.weight = nn.Parameter(torch.cat([w.chunk(p)[r] for w in (w_q, w_k, w_v)]))  # (3d/p, d)
         if mha.in_proj_bias is not None:
-            qkv.bias = nn.Parameter(torch.cat([b.chunk(p)[r] for b in mha.in_proj_bias.detach().chunk(3)]))
-        self.qkv = ColumnParallelLinear(qkv, world_size=1, rank=0)  # already sliced; keep f in forward
+            qkv.bias = nn.Parameter(
+                torch.cat([b.chunk(p)[r] for b in mha.in_proj_bias.detach().chunk(3)])
+            )
+        self.qkv = ColumnParallelLinear(
+            qkv, world_size=1, rank=0
+        )  # already sliced; keep f in forward
         self.out = RowParallelLinear(mha.out_proj, p, r)
 
     def forward(self, x: torch.Tensor, causal: bool = False) -> torch.Tensor:
         q, k, v = self.qkv(x).chunk(3, dim=-1)  # each (batch, seq, d/p)
         q, k, v = (rearrange(t, "b s (h e) -> b h s e", h=self.heads) for t in (q, k, v))
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=causal)  # (batch, heads/p, seq, d_head)
+        y = F.scaled_dot_product_attention(
+            q, k, v, is_causal=causal
+        )  # (batch, heads/p, seq, d_head)
         return self.out(rearrange(y, "b h s e -> b s (h e)"))  # (batch, seq, d)

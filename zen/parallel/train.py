@@ -34,7 +34,13 @@ STRATEGIES = ("scratch", "ddp", "fsdp")
 
 def make_model(hidden: int) -> nn.Module:
     torch.manual_seed(0)
-    return nn.Sequential(nn.Linear(64, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 10))
+    return nn.Sequential(
+        nn.Linear(64, hidden),
+        nn.ReLU(),
+        nn.Linear(hidden, hidden),
+        nn.ReLU(),
+        nn.Linear(hidden, 10),
+    )
 
 
 def global_batches(n: int, batch: int, steps: int) -> list[torch.Tensor]:
@@ -46,17 +52,23 @@ def global_batches(n: int, batch: int, steps: int) -> list[torch.Tensor]:
     return out[:steps]
 
 
-def train(strategy: str, steps: int, batch: int, hidden: int, lr: float, device: torch.device) -> tuple[nn.Module, list[float], float]:
+def train(
+    strategy: str, steps: int, batch: int, hidden: int, lr: float, device: torch.device
+) -> tuple[nn.Module, list[float], float]:
     rank, world = dist.get_rank(), dist.get_world_size()
     if batch % world:
-        raise ValueError(f"the global batch ({batch}) must be divisible by the number of processes ({world})")
+        raise ValueError(
+            f"the global batch ({batch}) must be divisible by the number of processes ({world})"
+        )
     data = load_digits().train
     model = make_model(hidden).to(device)
     if strategy == "scratch":
         broadcast_parameters(model)
         net = model
     elif strategy == "ddp":
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        net = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
     else:
         from torch.distributed.fsdp import fully_shard
 
@@ -68,7 +80,10 @@ def train(strategy: str, steps: int, batch: int, hidden: int, lr: float, device:
     losses = []
     start = time.perf_counter()
     for idx in global_batches(len(data), batch, steps):
-        x, y = shard(data.x[idx], rank, world).to(device), shard(data.y[idx], rank, world).to(device)
+        x, y = (
+            shard(data.x[idx], rank, world).to(device),
+            shard(data.y[idx], rank, world).to(device),
+        )
         opt.zero_grad()
         loss = F.cross_entropy(net(x), y)
         loss.backward()
@@ -96,18 +111,29 @@ def single_process(steps: int, batch: int, hidden: int, lr: float) -> nn.Module:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--strategy", choices=STRATEGIES, default="ddp")
     parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--batch", type=int, default=64, help="global batch size (all ranks together)")
+    parser.add_argument(
+        "--batch", type=int, default=64, help="global batch size (all ranks together)"
+    )
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--lr", type=float, default=0.2)
-    parser.add_argument("--backend", choices=("gloo", "nccl"), default=None, help="default: nccl with GPUs, else gloo")
+    parser.add_argument(
+        "--backend",
+        choices=("gloo", "nccl"),
+        default=None,
+        help="default: nccl with GPUs, else gloo",
+    )
     parser.add_argument("--check", action="store_true", help="compare with one process on rank 0")
     args = parser.parse_args(argv)
     rank, world, device = init_from_env(args.backend)
     try:
-        model, losses, throughput = train(args.strategy, args.steps, args.batch, args.hidden, args.lr, device)
+        model, losses, throughput = train(
+            args.strategy, args.steps, args.batch, args.hidden, args.lr, device
+        )
         if args.strategy == "fsdp":
             from torch.distributed.tensor import DTensor
 
@@ -121,11 +147,16 @@ def main(argv: list[str] | None = None) -> int:
                 reference = make_model(args.hidden)
                 torch.nn.utils.vector_to_parameters(flat, reference.parameters())
                 acc = (reference(data.x).argmax(-1) == data.y).float().mean().item()
-            print(f"{args.strategy} on {world} process(es), {device.type}: loss {losses[0]:.3f} -> {losses[-1]:.3f}, "
-                  f"test accuracy {acc:.3f}, {throughput:,.0f} samples/s")
+            print(
+                f"{args.strategy} on {world} process(es), {device.type}: loss {losses[0]:.3f} -> {losses[-1]:.3f}, "
+                f"test accuracy {acc:.3f}, {throughput:,.0f} samples/s"
+            )
             if args.check:
                 single = single_process(args.steps, args.batch, args.hidden, args.lr)
-                diff = max((a.detach().cpu() - b).abs().max().item() for a, b in zip(full, single.parameters()))
+                diff = max(
+                    (a.detach().cpu() - b).abs().max().item()
+                    for a, b in zip(full, single.parameters())
+                )
                 print(f"max |parameter difference| vs one process: {diff:.2e}")
                 assert diff < 1e-3, f"distributed run differs from one process by {diff}"
     finally:

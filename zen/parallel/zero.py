@@ -66,7 +66,9 @@ def zero_memory_per_device(
     return params + grads + optim
 
 
-def zero_communication_per_step(num_params: float, world_size: int, stage: int, param_bytes: float = 2) -> float:
+def zero_communication_per_step(
+    num_params: float, world_size: int, stage: int, param_bytes: float = 2
+) -> float:
     """Bytes each device sends per training step (bandwidth-optimal ring collectives).
 
     Stages 0–2 move ``2Ψ`` elements' worth (an all-reduce, or a reduce-scatter plus an
@@ -96,7 +98,9 @@ class ShardedAdam:
         stage: int = 2,
     ) -> None:
         if _check_stage(stage) not in (1, 2):
-            raise ValueError(f"ShardedAdam implements ZeRO stages 1 and 2, got {stage}; use fully_shard for stage 3")
+            raise ValueError(
+                f"ShardedAdam implements ZeRO stages 1 and 2, got {stage}; use fully_shard for stage 3"
+            )
         if not dist.is_initialized():
             raise RuntimeError("ShardedAdam needs an initialised process group")
         self.params = [p for p in params if p.requires_grad]
@@ -109,7 +113,9 @@ class ShardedAdam:
         base, extra = divmod(total, self.world)
         self.lo = self.owned * base + min(self.owned, extra)
         self.hi = self.lo + base + (self.owned < extra)
-        self.master = parameters_to_vector(p.detach() for p in self.params)[self.lo : self.hi].float().clone()
+        self.master = (
+            parameters_to_vector(p.detach() for p in self.params)[self.lo : self.hi].float().clone()
+        )
         self.m = torch.zeros_like(self.master)  # (shard,) first moment
         self.v = torch.zeros_like(self.master)  # (shard,) second moment
         self.t = 0
@@ -127,7 +133,9 @@ class ShardedAdam:
         grad = parameters_to_vector(p.grad for p in self.params).float()  # (total,)
         chunks = list(torch.tensor_split(grad, self.world))
         if self.stage == 1:
-            ring_all_reduce(grad)  # every rank gets the full summed gradient, keeps its shard's part
+            ring_all_reduce(
+                grad
+            )  # every rank gets the full summed gradient, keeps its shard's part
         else:
             ring_reduce_scatter(chunks)  # only the owned chunk is summed: gradients are sharded too
         g = chunks[self.owned] / self.world
