@@ -205,6 +205,9 @@ def call(fn: Callable, *args: Any, name: str | None = None, timeout: float | Non
     if not callable(fn):
         _fail(name, f"expected a function or class, got {type(fn).__name__}", hint or "run the cell that defines it first")
     global _student_running
+    if timeout is not None and not timeout > 0:
+        raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
+    _forbidden_targets(forbid)  # an instructor's mistake raises here, not as the student's
     outer, _student_running = _student_running, True
     try:
         with _watch_calls(forbid) as seen, time_limit(timeout):
@@ -279,6 +282,11 @@ def _values(t: torch.Tensor) -> str:
     return _numbers(t) if t.numel() <= 8 else f"tensor of shape {tuple(t.shape)}"
 
 
+def _whole(t: torch.Tensor) -> bool:
+    """Small vectors and numbers are shown whole; larger tensors by their first differing index."""
+    return t.dim() <= 1 and t.numel() <= 8
+
+
 def _compare(got: Any, expected: torch.Tensor, name: str, atol: float, rtol: float, hint: str, check_dtype: bool,
              sizes: set[int] | None = None) -> None:
     __tracebackhide__ = True
@@ -300,7 +308,7 @@ def _compare(got: Any, expected: torch.Tensor, name: str, atol: float, rtol: flo
         got_i, exp_i = got.detach().cpu().to(torch.int64), expected.detach().cpu().to(torch.int64)
         wrong = got_i != exp_i
         if wrong.any():
-            if got_i.numel() <= 8:
+            if _whole(got_i):
                 _fail(name, f"expected {_values(exp_i)}, got {_values(got_i)}", hint)
             idx = tuple(int(i) for i in wrong.nonzero()[0])
             _fail(name, f"values differ at index {idx}: expected {exp_i[idx].item()}, got {got_i[idx].item()} "
@@ -318,7 +326,7 @@ def _compare(got: Any, expected: torch.Tensor, name: str, atol: float, rtol: flo
         return
     factor = _constant_factor(got, exp) if bool(torch.isfinite(exp).all()) else None
     scale = f"; {_factor_message(factor, sizes or set())}" if factor is not None else ""
-    if got.numel() <= 8:
+    if _whole(got):
         _fail(name, f"expected {_values(exp)}, got {_values(got)}{scale}", hint)
     idx = tuple(int(i) for i in (~close).nonzero()[0])
     worst = (got - exp).abs().max().item()
