@@ -316,3 +316,17 @@ def test_hints_do_not_state_a_solution_line(source):
     text = re.sub(r"\s+", "", " ".join(a or b for a, b in hints))
     assert not [line for line in lines if line in text], "a hint states a line of the solution"
     assert ".tril()" not in text
+
+
+def test_decorated_functions_are_told_apart():
+    @torch.no_grad()
+    def library(x):
+        return x
+
+    @torch.no_grad()
+    def student(x):
+        return x + 0
+
+    assert labcheck.call(student, torch.ones(1), forbid={"library": library}) is not None
+    with pytest.raises(labcheck.LabCheckFailed, match="not library"):
+        labcheck.call(lambda x: library(x), torch.ones(1), forbid={"library": library})

@@ -130,13 +130,13 @@ def _forbidden_targets(forbid: Mapping[str, Any] | Sequence[Any]) -> tuple[dict[
     builtins: dict[int, str] = {}
     for label, target in items:
         name = label or f"{getattr(target, '__module__', '') or ''}.{getattr(target, '__qualname__', repr(target))}".lstrip(".")
-        if isinstance(target, type):
-            functions = [f for f in vars(target).values() if isinstance(f, types.FunctionType)]
+        if isinstance(target, type):  # decorators (@torch.no_grad()) share a wrapper's code: watch the wrapped function
+            functions = [inspect.unwrap(f) for f in vars(target).values() if isinstance(f, types.FunctionType)]
             if not functions:
                 raise ValueError(f"forbid: class {name} defines no Python methods to watch")
             codes.update({f.__code__: name for f in functions})
             continue
-        function = getattr(target, "__func__", target)
+        function = inspect.unwrap(getattr(target, "__func__", target))
         if isinstance(function, types.FunctionType):
             codes[function.__code__] = name
         elif callable(target):
