@@ -6,7 +6,8 @@ Subcommands:
   check [PATH ...]     list notebooks whose committed outputs are stale or unswept (exit 1 if any)
   sweep [PATH ...]     re-run notebooks over seeds and thread counts; record which claims hold
   lab release [SRC]    make student versions of instructor labs (labs/source/*.ipynb) and run them
-  lab grade NOTEBOOK   grade a completed lab in a fresh kernel: a report and a JSON score
+  lab grade PATH       grade a completed lab (or a folder of them) against its release
+  lab nbgrader SRC OUT write the nbgrader source version of an instructor lab
 """
 
 from __future__ import annotations
@@ -109,24 +110,58 @@ def _lab_release(args: argparse.Namespace) -> int:
     return 0
 
 
-def _lab_grade(args: argparse.Namespace) -> int:
-    from zen.course.labs import grade
-
-    report = grade(args.notebook, cell_timeout=args.timeout)
+def _print_report(report) -> None:
     for c in report.checks:
         mark = "PASS" if c.passed else "FAIL"
-        print(f"[{mark}] {c.name}")
+        print(f"[{mark}] {c.name} ({c.points}/{c.max_points}, {c.seconds:.1f} s)")
         if not c.passed and c.message:
             print("       " + c.message.replace("\n", "\n       "))
     for problem in report.cell_errors:
         print(f"note: {problem}")
     if report.error:
         print(f"error: {report.error}")
-    print(f"score: {report.score}/{len(report.checks)}")
+    print(f"score: {report.score}/{report.total}")
+
+
+def _lab_grade(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from zen.course.labs import grade, grade_folder, write_csv
+
+    if Path(args.path).is_dir():
+        try:
+            reports = grade_folder(args.path, release=args.release, cell_timeout=args.timeout, workers=args.workers)
+        except (FileNotFoundError, ValueError) as err:
+            print(f"zen lab grade: {err}", file=sys.stderr)
+            return 2
+        for report in reports:
+            print(f"{report.notebook}: {report.score}/{report.total}" + (f"  error: {report.error}" if report.error else ""))
+        if args.csv:
+            write_csv(reports, args.csv)
+        if args.json:
+            with open(args.json, "w", encoding="utf-8") as f:
+                f.write("[\n" + ",\n".join(r.to_json() for r in reports) + "\n]\n")
+        return 1 if any(r.error for r in reports) else 0
+    report = grade(args.path, release=args.release, cell_timeout=args.timeout)
+    _print_report(report)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             f.write(report.to_json())
-    return 0 if report.checks and report.score == len(report.checks) else 1
+    if args.csv:
+        write_csv([report], args.csv)
+    return 0 if report.checks and not report.error and report.score == report.total else 1
+
+
+def _lab_nbgrader(args: argparse.Namespace) -> int:
+    from zen.course.nbgrader_source import write_nbgrader_source
+
+    try:
+        target = write_nbgrader_source(args.source, args.outdir)
+    except (FileNotFoundError, NotADirectoryError, ValueError) as err:
+        print(f"zen lab nbgrader: {err}", file=sys.stderr)
+        return 2
+    print(f"{args.source} -> {target}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -154,11 +189,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("sources", nargs="*", help="instructor notebooks (default: labs/source/*.ipynb)")
     p.add_argument("--no-execute", action="store_true", help="write the student version without running it")
     p.set_defaults(func=_lab_release)
-    p = lab.add_parser("grade", help="grade a completed lab notebook")
-    p.add_argument("notebook")
+    p = lab.add_parser("grade", help="grade a completed lab notebook, or a folder of them, against the release")
+    p.add_argument("path", help="a submitted notebook, or a folder of them (graded in a process pool)")
+    p.add_argument("--release", help="the released lab to grade against (default: labs/<the submission's lab>.ipynb)")
     p.add_argument("--timeout", type=int, default=60, help="seconds allowed per cell (default 60)")
     p.add_argument("--json", help="also write the machine-readable report to this file")
+    p.add_argument("--csv", help="also write one row per submission to this CSV file")
+    p.add_argument("--workers", type=int, default=None, help="kernels at once for a folder (default: half the cores)")
     p.set_defaults(func=_lab_grade)
+    p = lab.add_parser("nbgrader", help="write the nbgrader source version of an instructor lab")
+    p.add_argument("source", help="an instructor notebook, labs/source/<concept>.ipynb")
+    p.add_argument("outdir", help="folder to write it to, e.g. course/source/lab01")
+    p.set_defaults(func=_lab_nbgrader)
     return parser
 
 

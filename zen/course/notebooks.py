@@ -15,8 +15,9 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import nbformat
 
@@ -33,6 +34,14 @@ EXECUTION_ENV = {
 STARTUP = Path(__file__).with_name("startup") / "no_progress_bars.py"
 
 
+class KernelDied(RuntimeError):
+    """The kernel died while running cell ``cell_index`` (0-based); ``notebook`` holds the outputs made until then."""
+
+    def __init__(self, cell_index: int, notebook: nbformat.NotebookNode) -> None:
+        super().__init__(f"the kernel died in cell {cell_index + 1}")
+        self.cell_index, self.notebook = cell_index, notebook
+
+
 def code_hash(nb: nbformat.NotebookNode) -> str:
     """SHA-256 of the sources of the code cells, in order."""
     sources = [cell.source for cell in nb.cells if cell.cell_type == "code"]
@@ -46,6 +55,7 @@ def run(
     timeout: int = 900,
     allow_errors: bool = False,
     interrupt_on_timeout: bool = False,
+    hooks: Mapping[str, Callable[..., Any]] | None = None,
 ) -> nbformat.NotebookNode:
     """Execute a copy of ``nb`` top to bottom in a fresh kernel and return it with its outputs.
 
@@ -54,14 +64,26 @@ def run(
     :data:`EXECUTION_ENV` and then ``env``; this process's own environment is not touched, so
     several notebooks can run at once from threads. With ``allow_errors`` execution continues
     past failing cells (their errors are in the outputs); otherwise the first error not tagged
-    ``raises-exception`` raises ``nbclient.exceptions.CellExecutionError``.
+    ``raises-exception`` raises ``nbclient.exceptions.CellExecutionError``. ``hooks`` are
+    nbclient's cell hooks (``on_cell_start``, ``on_cell_executed``, ...). Outputs are cleared
+    before running; if the kernel dies, :class:`KernelDied` carries the outputs made so far.
     """
     from nbclient import NotebookClient
+    from nbclient.exceptions import DeadKernelError
 
     nb = copy.deepcopy(nb)
     for cell in nb.cells:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
+    hooks = dict(hooks or {})
+    running = [0]
+    user_start = hooks.pop("on_cell_start", None)
+
+    def on_cell_start(cell: nbformat.NotebookNode, cell_index: int) -> None:
+        running[0] = cell_index
+        if user_start is not None:
+            user_start(cell=cell, cell_index=cell_index)
+
     client = NotebookClient(
         nb,
         timeout=timeout,
@@ -69,13 +91,18 @@ def run(
         allow_errors=allow_errors,
         interrupt_on_timeout=interrupt_on_timeout,
         resources={"metadata": {"path": str(Path(workdir).resolve())}},
+        on_cell_start=on_cell_start,
+        **hooks,
     )
     with tempfile.TemporaryDirectory(prefix="zen-ipython-") as ipython_dir:
         # IPython runs the scripts in <IPYTHONDIR>/profile_default/startup/ when a kernel starts
         startup = Path(ipython_dir) / "profile_default" / "startup"
         startup.mkdir(parents=True)
         shutil.copy(STARTUP, startup / "00-no-progress-bars.py")
-        client.execute(env={**os.environ, **EXECUTION_ENV, "IPYTHONDIR": ipython_dir, **(env or {})})
+        try:
+            client.execute(env={**os.environ, **EXECUTION_ENV, "IPYTHONDIR": ipython_dir, **(env or {})})
+        except DeadKernelError:
+            raise KernelDied(running[0], nb) from None
     return nb
 
 

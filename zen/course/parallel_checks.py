@@ -2,14 +2,18 @@
 
 Each check starts a process group with :func:`zen.parallel.launch`, runs the student's
 function on every rank with small fixed inputs and compares with an independent reference
-(``dist.all_reduce``, one process, ``nn.Linear``). Like :mod:`zen.course.labcheck` it prints
-``✓ … passed`` or raises :class:`zen.course.labcheck.LabCheckFailed` naming the world size, the rank
-and what differs, with a hint. An unfilled TODO, an exception on any rank and a deadlock
-(after ``timeout`` seconds) are reported the same way instead of hanging the notebook.
+(``dist.all_reduce``, one process, ``nn.Linear``). Like :mod:`zen.course.labcheck` it records a
+pass (``✓ … passed``) or raises :class:`zen.course.labcheck.LabCheckFailed` naming the world size,
+the rank and what differs, with a hint. An unfilled TODO, an exception on any rank (its traceback
+without zen's frames), an invalid peer rank, a deadlock and an endless computation (told apart
+after ``timeout`` seconds by what each rank was doing) are reported instead of hanging the
+notebook. The ring check records every rank's point-to-point traffic, bans collectives under
+any import path, and checks the traffic is a ring's.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -18,11 +22,14 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from zen.course.labcheck import LabCheckFailed
+from zen.course.labcheck import LabCheckFailed, passed
 from zen.parallel.launch import launch
 
-_COLLECTIVES = ("all_reduce", "reduce_scatter", "reduce_scatter_tensor", "reduce_scatter_single",
-                "all_gather", "all_gather_into_tensor", "all_gather_single", "broadcast", "reduce")
+_COLLECTIVES = ("all_reduce", "reduce_scatter", "reduce_scatter_tensor", "reduce_scatter_single", "all_reduce_coalesced",
+                "all_gather", "all_gather_into_tensor", "all_gather_single", "all_gather_tensor", "all_gather_object",
+                "broadcast", "broadcast_object_list", "reduce", "all_to_all", "all_to_all_single", "scatter", "gather")
+_P2P = ("send", "recv", "isend", "irecv")
+_COMPUTING, _FINISHED, _STARTING = 0, -1, -3  # a rank's state; k > 0: waiting for rank k - 1; -2: inside a collective
 
 
 def _fail(name: str, what: str, hint: str) -> None:
@@ -30,22 +37,145 @@ def _fail(name: str, what: str, hint: str) -> None:
     raise LabCheckFailed(f"✗ {name}: {what}\n  hint: {hint}") from None
 
 
-def _run(fn: Callable[..., Any], world_size: int, *args: Any, name: str, timeout: float, hint: str) -> list[Any]:
-    """``launch`` that turns a worker's failure into lab feedback."""
+def _student_traceback(text: str) -> str:
+    """A worker's traceback with zen's, torch's and multiprocessing's frames left out."""
+    lines = [line for line in text.strip().splitlines() if line and not line.startswith("(ranks ")]
+    kept, skip = [], False
+    for line in lines[1:-1]:
+        if line.startswith("  File "):
+            skip = any(part in line for part in ("/zen/", "/torch/", "/multiprocessing/", "/site-packages/"))
+        if not skip:
+            kept.append(line)
+    return "\n".join(["Traceback (your code only):", *kept, lines[-1]]) if kept else lines[-1]
+
+
+class _Work:
+    """An ``isend``/``irecv`` request whose ``wait`` marks the rank as waiting for ``peer``."""
+
+    def __init__(self, work: Any, state: Any, rank: int, peer: int) -> None:
+        self.work, self.state, self.rank, self.peer = work, state, rank, peer
+
+    def wait(self, *args: Any, **kwargs: Any) -> Any:
+        self.state[self.rank] = self.peer + 1
+        result = self.work.wait(*args, **kwargs)  # a wait that times out leaves the rank marked as waiting
+        self.state[self.rank] = _COMPUTING
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.work, name)
+
+
+def _instrument(state: Any, namespaces: list[dict], ban_collectives: bool) -> list[tuple[str, int, int]]:
+    """Record this rank's point-to-point traffic, check peers, mark waits; ban or mark collectives.
+
+    Every reference to the original functions in ``torch.distributed.*`` modules and in
+    ``namespaces`` (the student's globals) is replaced, whatever the import path.
+    Returns the traffic log: ``(kind, peer, elements)`` per message.
+    """
+    import sys
+
+    r, p = dist.get_rank(), dist.get_world_size()
+    log: list[tuple[str, int, int]] = []
+    replace: dict[int, Any] = {}
+    depth = [0]  # torch's own send calls isend: only the outermost call is the student's
+
+    def p2p(kind: str, original: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if depth[0]:
+                return original(*args, **kwargs)
+            depth[0] += 1
+            try:
+                return outer(*args, **kwargs)
+            finally:
+                depth[0] -= 1
+
+        def outer(*args: Any, **kwargs: Any) -> Any:
+            tensor = args[0] if args else kwargs.get("tensor")
+            peer = args[1] if len(args) > 1 else kwargs.get("dst", kwargs.get("src"))
+            if peer is None or not (isinstance(peer, int) and 0 <= peer < p) or peer == r:
+                raise ValueError(f"invalid rank: rank {r} called dist.{kind} with peer {peer!r}, but the peers "
+                                 f"of rank {r} are the other ranks 0 … {p - 1}")
+            log.append((kind, peer, tensor.numel()))
+            if kind in ("isend", "irecv"):
+                return _Work(original(*args, **kwargs), state, r, peer)
+            state[r] = peer + 1
+            result = original(*args, **kwargs)
+            state[r] = _COMPUTING
+            return result
+        return wrapper
+
+    def collective(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if depth[0]:
+                return original(*args, **kwargs)
+            if ban_collectives:
+                raise AssertionError(f"only point-to-point messages (dist.send/recv/isend/irecv) are allowed, "
+                                     f"not the collective {name}")
+            state[r], depth[0] = -2, depth[0] + 1
+            try:
+                result = original(*args, **kwargs)
+            finally:
+                depth[0] -= 1
+            state[r] = _COMPUTING
+            return result
+        return wrapper
+
+    modules = [m for n, m in list(sys.modules.items()) if n.startswith("torch.distributed") and m is not None]
+    for module in modules:
+        for name in _P2P + _COLLECTIVES:
+            original = vars(module).get(name)
+            if callable(original) and id(original) not in replace:
+                replace[id(original)] = p2p(name, original) if name in _P2P else collective(name, original)
+    for namespace in [vars(m) for m in modules] + namespaces:
+        for key, value in list(namespace.items()):
+            if id(value) in replace:
+                namespace[key] = replace[id(value)]
+    state[r] = _COMPUTING
+    return log
+
+
+def _stalled(name: str, world_size: int, state: Any, timeout: float, hint: str) -> None:
+    """Fail with what the ranks were doing when time ran out: starting, computing, or waiting (a deadlock)."""
     __tracebackhide__ = True
+    starting = [k for k in range(world_size) if state[k] == _STARTING]
+    if starting:
+        _fail(name, f"with {world_size} processes ranks {starting} had not started after {timeout:g} s",
+              "the machine is busy: run the check again, or pass a longer timeout")
+    busy = [k for k in range(world_size) if state[k] == _COMPUTING]
+    if busy:
+        _fail(name, f"with {world_size} processes rank {busy[0]} was still computing after {timeout:g} s: an endless loop?",
+              "look for a loop whose condition never changes")
+    waits = ", ".join(f"rank {k} waits for rank {state[k] - 1}" if state[k] > 0 else f"rank {k} waits in a collective"
+                      for k in range(world_size) if state[k] != _FINISHED)
+    _fail(name, f"with {world_size} processes your code deadlocked: {waits}, and nobody sends", hint)
+
+
+def _run(fn: Callable[..., Any], world_size: int, *args: Any, name: str, timeout: float, hint: str) -> list[Any]:
+    """``launch`` that turns a worker's failure into lab feedback: a TODO, an error, an invalid rank,
+    a deadlock (every unfinished rank waits for a message) or an endless computation."""
+    __tracebackhide__ = True
+    import multiprocessing as mp
+
+    state = mp.get_context("fork").Array("i", [_STARTING] * world_size, lock=False)
     try:
-        return launch(fn, world_size, *args, timeout=timeout)
+        return launch(fn, world_size, state, *args, timeout=timeout)
     except TimeoutError:
-        _fail(name, f"with {world_size} processes your code did not finish within {timeout} s: probably a "
-                    "deadlock (every rank waiting for a message nobody sends)", hint)
+        _stalled(name, world_size, state, timeout, hint)
     except RuntimeError as err:
         text = str(err)
         if "NotImplementedError" in text:
             _fail(name, "not implemented yet", "replace the `raise NotImplementedError` line with your code")
         if "only point-to-point" in text:
             _fail(name, "a collective was called", "use only point-to-point messages (dist.send/recv/isend/irecv)")
-        last = [line for line in text.splitlines() if line and not line.startswith(" ")]
-        _fail(name, f"with {world_size} processes your code raised an error: {last[-1] if last else text}\n{text}", hint)
+        if "Timed out" in text and any(state[k] > 0 or state[k] == -2 for k in range(world_size)):
+            _stalled(name, world_size, state, timeout, hint)  # gloo's own timeout fired first
+        rank = text.split(" of ")[0] if text.startswith("rank ") else "a rank"
+        tb = text.split("failed:\n", 1)[-1]
+        invalid = re.search(r"^ValueError: invalid rank: (.*)$", tb, re.M)
+        if invalid:
+            _fail(name, f"with {world_size} processes {invalid.group(1)}",
+                  "ranks go from 0 to world_size - 1: wrap neighbours around with % p")
+        _fail(name, f"with {world_size} processes {rank} raised an error:\n{_student_traceback(tb)}", hint)
 
 
 def _compare(got: torch.Tensor, expected: torch.Tensor, what: str, atol: float = 1e-5) -> str | None:
@@ -66,40 +196,58 @@ def _compare(got: torch.Tensor, expected: torch.Tensor, what: str, atol: float =
 # ------------------------------------------------------------------------------ lab (a)
 
 
-def _ring_worker(fn: Callable[[torch.Tensor], torch.Tensor], n: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _ring_worker(state: Any, fn: Callable[[torch.Tensor], torch.Tensor], n: int) -> tuple[torch.Tensor, torch.Tensor, list]:
     g = torch.Generator().manual_seed(100 + dist.get_rank())
     x = torch.randn(n, generator=g)
     expected = x.clone()
     dist.all_reduce(expected)
-    saved = {name: getattr(dist, name) for name in _COLLECTIVES if hasattr(dist, name)}
+    log = _instrument(state, [getattr(fn, "__globals__", {})], ban_collectives=True)
+    got = fn(x)
+    state[dist.get_rank()] = _FINISHED
+    return got if got is not None else x, expected, log
 
-    def forbidden(*args: Any, **kwargs: Any) -> None:
-        raise AssertionError("use only point-to-point messages (dist.send/recv/isend/irecv), not collectives")
 
-    try:
-        for name in saved:
-            setattr(dist, name, forbidden)
-        got = fn(x)
-    finally:
-        for name, f in saved.items():
-            setattr(dist, name, f)
-    return got if got is not None else x, expected
+def _ring_traffic_problem(log: list[tuple[str, int, int]], rank: int, p: int, n: int) -> str | None:
+    """Why ``log`` is not a ring all-reduce's traffic: neighbours only, 2(p−1)/p·n elements each way."""
+    right, left = (rank + 1) % p, (rank - 1) % p
+    sent = sum(k for kind, _, k in log if kind in ("send", "isend"))
+    received = sum(k for kind, _, k in log if kind in ("recv", "irecv"))
+    for kind, peer, _ in log:
+        if kind in ("send", "isend") and peer != right:
+            return f"rank {rank} sent to rank {peer}; in a ring it sends only to its right neighbour {right}"
+        if kind in ("recv", "irecv") and peer != left:
+            return f"rank {rank} received from rank {peer}; in a ring it receives only from its left neighbour {left}"
+    want = 2 * (p - 1) * n // p
+    if sent != want or received != want:
+        return (f"rank {rank} sent {sent} and received {received} elements; a ring all-reduce of {n} elements "
+                f"moves 2(p−1)/p·n = {want} each way")
+    return None
 
 
 def check_ring_all_reduce(fn: Callable[[torch.Tensor], torch.Tensor], world_sizes: tuple[int, ...] = (2, 3, 4),
-                          n: int = 10, timeout: float = 30.0) -> None:
-    """``fn(t)`` must sum ``t`` over ranks in place (and return it) using only send/recv."""
+                          n: int = 12, timeout: float = 30.0) -> None:
+    """``fn(t)`` must sum ``t`` over ranks in place (and return it) with ring traffic: send/recv to neighbours only.
+
+    ``n`` must be a multiple of every world size (so each rank moves exactly 2(p−1)/p·n elements).
+    """
+    if any(n % p for p in world_sizes):
+        raise ValueError(f"n must be a multiple of every world size {world_sizes}, got n={n}")
     name = "ring all-reduce"
     for p in world_sizes:
         results = _run(_ring_worker, p, fn, n, name=name, timeout=timeout,
                        hint="start each send with dist.isend, then dist.recv, then wait() for the send")
-        for rank, (got, expected) in enumerate(results):
+        for rank, (got, expected, _) in enumerate(results):
             problem = _compare(got, expected, f"with {p} processes, rank {rank}")
             if problem:
                 _fail(name, f"{problem} (expected the sum over ranks)",
-                      "after p-1 reduce-scatter steps rank r owns chunk (r+1) % p; the all-gather phase "
+                      "after the reduce-scatter phase each rank owns one fully summed chunk; the all-gather phase "
                       "must copy received chunks, not add them")
-    print(f"✓ {name}: passed on {', '.join(map(str, world_sizes))} processes, using only send/recv")
+        for rank, (_, _, log) in enumerate(results):
+            problem = _ring_traffic_problem(log, rank, p, n)
+            if problem:
+                _fail(name, f"with {p} processes {problem}",
+                      "send one chunk of n/p elements per step, p−1 steps to reduce and p−1 steps to gather")
+    passed(name, f"on {', '.join(map(str, world_sizes))} processes, neighbours only, 2(p−1)/p·n elements per rank")
 
 
 def _dp_model() -> nn.Module:
@@ -112,13 +260,15 @@ def _dp_data() -> tuple[torch.Tensor, torch.Tensor]:
     return torch.randn(12, 5, generator=g), torch.randint(0, 3, (12,), generator=g)
 
 
-def _dp_worker(fn: Callable[..., float], steps: int) -> tuple[list[float], list[torch.Tensor]]:
+def _dp_worker(state: Any, fn: Callable[..., float], steps: int) -> tuple[list[float], list[torch.Tensor]]:
     r, p = dist.get_rank(), dist.get_world_size()
+    _instrument(state, [getattr(fn, "__globals__", {})], ban_collectives=False)
     model = _dp_model()
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
     x, y = _dp_data()
     xs, ys = x.chunk(p)[r], y.chunk(p)[r]
     losses = [float(fn(model, opt, xs, ys)) for _ in range(steps)]
+    state[r] = _FINISHED
     return losses, [q.detach().clone() for q in model.parameters()]
 
 
@@ -146,14 +296,15 @@ def check_data_parallel_step(fn: Callable[..., float], world_sizes: tuple[int, .
                 if problem:
                     _fail(name, f"{problem} (expected: one process trained on the whole batch)",
                           "zero the gradients, all-reduce them, divide by the number of processes, then step")
-    print(f"✓ {name}: passed — equal to one process on the global batch with {', '.join(map(str, world_sizes))} processes")
+    passed(name, f"equal to one process on the global batch with {', '.join(map(str, world_sizes))} processes")
 
 
 # ------------------------------------------------------------------------------ lab (b)
 
 
-def _tp_worker(cls: type, kind: str, d_in: int, d_out: int) -> dict[str, Any]:
+def _tp_worker(state: Any, cls: type, kind: str, d_in: int, d_out: int) -> dict[str, Any]:
     r, p = dist.get_rank(), dist.get_world_size()
+    _instrument(state, [], ban_collectives=False)
     torch.manual_seed(0)
     linear = nn.Linear(d_in, d_out)
     x = torch.randn(3, d_in, generator=torch.Generator().manual_seed(1)).requires_grad_()
@@ -172,6 +323,7 @@ def _tp_worker(cls: type, kind: str, d_in: int, d_out: int) -> dict[str, Any]:
         y.square().sum().backward()
     out["x_grad"] = inp.grad
     out["w_grad"] = layer.weight.grad
+    state[r] = _FINISHED
     return out
 
 
@@ -182,6 +334,8 @@ def check_parallel_linear(cls: type, kind: str, world_sizes: tuple[int, ...] = (
     Checks the output, the input gradient and the weight gradient against ``linear`` on one
     process, for the loss ``sum(y²)`` of the full output.
     """
+    if not isinstance(cls, type):
+        _fail(f"{kind}-parallel linear", f"expected a class, got {type(cls).__name__}", "pass the class itself, not an instance")
     if kind not in ("column", "row"):
         raise ValueError(f"kind must be 'column' or 'row', got {kind!r}")
     torch.manual_seed(0)
@@ -210,4 +364,4 @@ def check_parallel_linear(cls: type, kind: str, world_sizes: tuple[int, ...] = (
                 problem = _compare(got, want, where) if got is not None else f"{where} is None"
                 if problem:
                     _fail(name, problem, hints[kind])
-    print(f"✓ {name}: passed — output and gradients equal nn.Linear with {', '.join(map(str, world_sizes))} processes")
+    passed(name, f"output and gradients equal nn.Linear with {', '.join(map(str, world_sizes))} processes")
