@@ -1,7 +1,7 @@
 # Zen and the Art of Large-Model Architecture — common tasks.
 #   make book     install, then build the book into _build/html (warnings are errors)
 #   make serve    install, build, and serve the book at http://localhost:8000
-#   make test     install, then run every test: zen unit tests, lab gates, notebook freshness and
+#   make test     install, then run every test: ruff (lint and format), zen unit tests, lab gates, notebook freshness and
 #                 sweep records, the book build, nbval re-executing every notebook in book/ and
 #                 labs/, then every book notebook again on a second draw (ZEN_SEED=1, one thread)
 #   make sweep    re-run book notebooks for seeds 0-4 with 1 and 2 threads; record the results
@@ -27,6 +27,8 @@ serve: book
 	$(PYTHON) -m http.server --directory _build/html $(PORT)
 
 test: install-dev
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
 	ZEN_SCALE=small TQDM_DISABLE=1 OMP_NUM_THREADS=1 $(PYTHON) -m pytest -n $(PYTEST_WORKERS) --dist loadfile \
 		--nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
 		--ignore=labs/source tests book labs

@@ -45,7 +45,12 @@ def _grade(tmp_path: Path, nb: nbformat.NotebookNode, name: str = f"{LAB}.ipynb"
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "zen", "lab", "grade", *args], capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "zen", "lab", "grade", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def _checks(nb: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
@@ -78,15 +83,19 @@ def test_cheat_2_deleting_or_untagging_the_failing_checks(tmp_path):
     nb.cells = [c for c in nb.cells if c not in checks[1:]]  # ... and delete the others
     report = _grade(tmp_path, nb)
     assert (report.score, report.total) == (0, TOTAL)  # the release says how many checks there are
-    assert [c.name for c in report.checks] == [c.name for c in _grade(tmp_path, _solved(), "solved.ipynb").checks]
+    assert [c.name for c in report.checks] == [
+        c.name for c in _grade(tmp_path, _solved(), "solved.ipynb").checks
+    ]
 
 
 def test_cheat_3_rebinding_the_check_helpers(tmp_path):
     nb = _blank()
     fake = "check_function = check_tensor = check_scalar = lambda *a, **k: print('✓')"
-    patch = ("import zen.course.labcheck as lc, torch\n"
-             "lc.check_function = lc.check_tensor = lc.check_scalar = lambda *a, **k: None\n"
-             "torch.isclose = lambda a, b, **k: torch.ones_like(a, dtype=torch.bool)")
+    patch = (
+        "import zen.course.labcheck as lc, torch\n"
+        "lc.check_function = lc.check_tensor = lc.check_scalar = lambda *a, **k: None\n"
+        "torch.isclose = lambda a, b, **k: torch.ones_like(a, dtype=torch.bool)"
+    )
     nb.cells.insert(1, nbformat.v4.new_code_cell(fake))
     nb.cells.insert(2, nbformat.v4.new_code_cell(patch))
     report = _grade(tmp_path, nb)
@@ -96,11 +105,13 @@ def test_cheat_3_rebinding_the_check_helpers(tmp_path):
 def test_cheat_3b_passes_printed_by_the_student_do_not_count(tmp_path):
     nb = _blank()
     cell = next(c for c in nb.cells if c.source.startswith("def mse("))
-    cell.source = ("def mse(x, y, w, b):\n"
-                   "    from zen.course.labcheck import passed\n"
-                   "    print('✓ the mean squared error: passed')\n"
-                   "    passed('the mean squared error')\n"
-                   "    return 0")
+    cell.source = (
+        "def mse(x, y, w, b):\n"
+        "    from zen.course.labcheck import passed\n"
+        "    print('✓ the mean squared error: passed')\n"
+        "    passed('the mean squared error')\n"
+        "    return 0"
+    )
     assert _grade(tmp_path, nb).checks[0].points == 0
 
 
@@ -140,20 +151,35 @@ def test_assemble_keeps_student_cells_and_released_checks():
     graded = assemble(_blank(), nb)
     sources = [c.source for c in graded.cells]
     assert "helper = 1" in sources
-    assert sum("zen.course.guard" in s for s in sources) == sum(c.cell_type == "code" and role(c) != "solution" for c in _blank().cells)
-    assert bound_names("import torch as t\nx, (y, *z) = 1, (2, 3)\nfor i in []:\n    j = i\ndef f():\n    k = 1") == ["f", "i", "j", "t", "x", "y", "z"]
+    assert sum("zen.course.guard" in s for s in sources) == sum(
+        c.cell_type == "code" and role(c) != "solution" for c in _blank().cells
+    )
+    assert bound_names(
+        "import torch as t\nx, (y, *z) = 1, (2, 3)\nfor i in []:\n    j = i\ndef f():\n    k = 1"
+    ) == ["f", "i", "j", "t", "x", "y", "z"]
 
 
 def test_grade_reports_syntax_errors_and_errors_in_helpers(tmp_path):
     nb = _solved()
     cells = [c for c in nb.cells if role(c) == "solution"]
-    cells[0].source = "def mse(x, y, w, b):\n    return ((x @ w + b - y) ** 2).mean(\n"  # syntax error, line 2
+    cells[
+        0
+    ].source = (
+        "def mse(x, y, w, b):\n    return ((x @ w + b - y) ** 2).mean(\n"  # syntax error, line 2
+    )
     cells[1].source = "def mse_gradients(x, y, w, b):\n    return 1 / 0\n"
     report = _grade(tmp_path, nb)
     assert any("SyntaxError" in e and "line 2" in e for e in report.cell_errors), report.cell_errors
-    assert report.checks[0].error == "NameError" and "an earlier cell failed" in report.checks[0].message
-    assert "ZeroDivisionError" in report.checks[1].message and ", line 2)" in report.checks[1].message
-    assert "in your function `mse_gradients` (In [" in report.checks[2].message, report.checks[2].message
+    assert (
+        report.checks[0].error == "NameError"
+        and "an earlier cell failed" in report.checks[0].message
+    )
+    assert (
+        "ZeroDivisionError" in report.checks[1].message and ", line 2)" in report.checks[1].message
+    )
+    assert "in your function `mse_gradients` (In [" in report.checks[2].message, report.checks[
+        2
+    ].message
 
 
 def test_a_cell_time_limit_interrupt_says_so(tmp_path):
@@ -173,7 +199,9 @@ def test_grade_a_folder_into_a_csv(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     rows = list(csv.DictReader(open(tmp_path / "grades.csv")))
     assert [(Path(r["notebook"]).name, r["score"], r["total"]) for r in rows] == [
-        (f"alice_{LAB}.ipynb", str(TOTAL), str(TOTAL)), (f"bob_{LAB}.ipynb", "0", str(TOTAL))]
+        (f"alice_{LAB}.ipynb", str(TOTAL), str(TOTAL)),
+        (f"bob_{LAB}.ipynb", "0", str(TOTAL)),
+    ]
 
 
 def test_grade_rejects_bad_input(tmp_path):

@@ -47,23 +47,45 @@ def test_the_nbgrader_source_has_valid_metadata():
 
 
 def _nbgrader(course: Path, *args: str) -> None:
-    result = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "nbgrader", *args],
+        cwd=course,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.mark.slow
 def test_nbgrader_generates_and_autogrades_a_lab(tmp_path):
     course = tmp_path / "course"
-    result = subprocess.run([sys.executable, "-m", "zen", "lab", "nbgrader", str(SOURCE), str(course / "source" / "lab01")],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "zen",
+            "lab",
+            "nbgrader",
+            str(SOURCE),
+            str(course / "source" / "lab01"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     (course / "nbgrader_config.py").write_text(CONFIG)
     _nbgrader(course, "generate_assignment", "lab01", "--force")
     released = nbformat.read(course / "release" / "lab01" / f"{LAB}.ipynb", as_version=4)
     assert "### BEGIN SOLUTION" not in "".join(c.source for c in released.cells)
-    answers = {c.metadata["nbgrader"]["grade_id"]: c.source for c in
-               blank_regions(nbformat.read(course / "source" / "lab01" / f"{LAB}.ipynb", as_version=4), which=set()).cells
-               if c.metadata.get("nbgrader", {}).get("solution")}
+    answers = {
+        c.metadata["nbgrader"]["grade_id"]: c.source
+        for c in blank_regions(
+            nbformat.read(course / "source" / "lab01" / f"{LAB}.ipynb", as_version=4), which=set()
+        ).cells
+        if c.metadata.get("nbgrader", {}).get("solution")
+    }
     wrong = {"def mse(": lambda s: s.replace(".mean()", ".sum()")}
     loop = {"def mse(": lambda s: s.splitlines()[0] + "\n    while True:\n        pass\n"}
     for student, edits in {"correct": {}, "wrong": wrong, "loop": loop}.items():
@@ -82,6 +104,11 @@ def test_nbgrader_generates_and_autogrades_a_lab(tmp_path):
     from nbgrader.api import Gradebook
 
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}", course_id="zen") as gradebook:
-        scores = {s: (gradebook.find_submission("lab01", s).score, gradebook.find_submission("lab01", s).max_score)
-                  for s in ("correct", "wrong", "loop")}
+        scores = {
+            s: (
+                gradebook.find_submission("lab01", s).score,
+                gradebook.find_submission("lab01", s).max_score,
+            )
+            for s in ("correct", "wrong", "loop")
+        }
     assert scores == {"correct": (4, 4), "wrong": (3, 4), "loop": (3, 4)}

@@ -617,7 +617,9 @@ def _collective_by_another_path(t):
     return t
 
 
-def _broadcast_to_everyone(t):  # right sum, but not a ring: every rank sends its whole tensor to every other
+def _broadcast_to_everyone(
+    t,
+):  # right sum, but not a ring: every rank sends its whole tensor to every other
     p, r = dist.get_world_size(), dist.get_rank()
     parts = [torch.empty_like(t) for _ in range(p)]
     requests = [dist.isend(t.clone(), k) for k in range(p) if k != r]
@@ -656,20 +658,33 @@ def _helper(t):
     [
         (_collective_by_another_path, "a collective was called"),
         (_broadcast_to_everyone, "sent to rank 2; in a ring it sends only to its right neighbour"),
-        (_wrong_peer, r"rank 0 called dist.send with peer 3, but the peers of rank 0 are the other ranks 0 … 2"),
+        (
+            _wrong_peer,
+            r"rank 0 called dist.send with peer 3, but the peers of rank 0 are the other ranks 0 … 2",
+        ),
         (_spins, "rank 0 was still computing after 10 s: an endless loop?"),
         (_helper_fails, r"(?s)in _helper.*ValueError: bad chunk"),
     ],
-    ids=["collective-by-another-path", "not-a-ring", "invalid-rank", "endless-loop", "error-in-a-helper"],
+    ids=[
+        "collective-by-another-path",
+        "not-a-ring",
+        "invalid-rank",
+        "endless-loop",
+        "error-in-a-helper",
+    ],
 )
 def test_ring_check_tells_shortcuts_and_failures_apart(fn, match):
     with pytest.raises(AssertionError, match=match) as info:
         checks.check_ring_all_reduce(fn, world_sizes=(3,), timeout=10)
-    assert "launch.py" not in str(info.value) and "parallel_checks.py" not in str(info.value)  # zen's frames hidden
+    assert "launch.py" not in str(info.value) and "parallel_checks.py" not in str(
+        info.value
+    )  # zen's frames hidden
 
 
 def test_ring_check_names_a_deadlock_and_who_waits():
-    with pytest.raises(AssertionError, match=r"deadlocked: rank 0 waits for rank 1, rank 1 waits for rank 0"):
+    with pytest.raises(
+        AssertionError, match=r"deadlocked: rank 0 waits for rank 1, rank 1 waits for rank 0"
+    ):
         checks.check_ring_all_reduce(_blocking_ring, world_sizes=(2,), timeout=10)
 
 

@@ -39,7 +39,6 @@ def _check(args: argparse.Namespace) -> int:
     import nbformat
 
     from zen.course.notebooks import find_notebooks, freshness_problems
-
     from zen.course.sweep import sweep_problems
 
     status = 0
@@ -67,13 +66,19 @@ def _sweep(args: argparse.Namespace) -> int:
         print(f"zen sweep: {err}", file=sys.stderr)
         return 2
     paths = find_notebooks(args.paths or ["book"])
-    print(f"sweeping {len(paths)} notebook(s) x seeds {seeds} x threads {threads} "
-          f"on {args.cores or 'all'} core(s)", flush=True)
+    print(
+        f"sweeping {len(paths)} notebook(s) x seeds {seeds} x threads {threads} "
+        f"on {args.cores or 'all'} core(s)",
+        flush=True,
+    )
 
     def show(result) -> None:
         verdict = "pass" if result.passed else f"FAIL ({len(result.failures)} failing cell(s))"
-        print(f"  {result.notebook} seed {result.seed} threads {result.threads}: {verdict} "
-              f"in {result.seconds:.0f} s", flush=True)
+        print(
+            f"  {result.notebook} seed {result.seed} threads {result.threads}: {verdict} "
+            f"in {result.seconds:.0f} s",
+            flush=True,
+        )
         for failure in result.failures:
             print(f"      {failure}", flush=True)
 
@@ -130,12 +135,17 @@ def _lab_grade(args: argparse.Namespace) -> int:
 
     if Path(args.path).is_dir():
         try:
-            reports = grade_folder(args.path, release=args.release, cell_timeout=args.timeout, workers=args.workers)
+            reports = grade_folder(
+                args.path, release=args.release, cell_timeout=args.timeout, workers=args.workers
+            )
         except (FileNotFoundError, ValueError) as err:
             print(f"zen lab grade: {err}", file=sys.stderr)
             return 2
         for report in reports:
-            print(f"{report.notebook}: {report.score}/{report.total}" + (f"  error: {report.error}" if report.error else ""))
+            print(
+                f"{report.notebook}: {report.score}/{report.total}"
+                + (f"  error: {report.error}" if report.error else "")
+            )
         if args.csv:
             write_csv(reports, args.csv)
         if args.json:
@@ -165,9 +175,13 @@ def _lab_nbgrader(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="zen", description="Tools for the course Zen and the Art of Large-Model Architecture.")
+    parser = argparse.ArgumentParser(
+        prog="zen", description="Tools for the course Zen and the Art of Large-Model Architecture."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("doctor", help="check that this machine is ready for the course").set_defaults(func=_doctor)
+    sub.add_parser("doctor", help="check that this machine is ready for the course").set_defaults(
+        func=_doctor
+    )
     p = sub.add_parser("execute", help="run notebooks top to bottom, writing outputs in place")
     p.add_argument("paths", nargs="*", help="notebooks or folders (default: book/ and labs/)")
     p.add_argument("--timeout", type=int, default=900, help="seconds allowed per cell")
@@ -175,27 +189,47 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="report notebooks whose outputs are stale")
     p.add_argument("paths", nargs="*", help="notebooks or folders (default: book/ and labs/)")
     p.set_defaults(func=_check)
-    p = sub.add_parser("sweep", help="re-run notebooks over seeds and thread counts (no outputs written)")
+    p = sub.add_parser(
+        "sweep", help="re-run notebooks over seeds and thread counts (no outputs written)"
+    )
     p.add_argument("paths", nargs="*", help="notebooks or folders (default: book/)")
     p.add_argument("--seeds", default="0-4", help="ZEN_SEED values, e.g. 0-4 or 0,3 (default 0-4)")
     p.add_argument("--threads", default="1,2", help="OMP_NUM_THREADS values (default 1,2)")
-    p.add_argument("--cores", type=int, default=None, help="cores to share between runs (default: all)")
+    p.add_argument(
+        "--cores", type=int, default=None, help="cores to share between runs (default: all)"
+    )
     p.add_argument("--timeout", type=int, default=900, help="seconds allowed per cell")
     p.add_argument("--record", help="record file (default: _sweep.json beside book notebooks)")
     p.add_argument("--no-record", action="store_true", help="do not write the record")
     p.set_defaults(func=_sweep)
-    lab = sub.add_parser("lab", help="release and grade lab notebooks").add_subparsers(dest="lab_command", required=True)
+    lab = sub.add_parser("lab", help="release and grade lab notebooks").add_subparsers(
+        dest="lab_command", required=True
+    )
     p = lab.add_parser("release", help="generate student versions from labs/source/ and run them")
     p.add_argument("sources", nargs="*", help="instructor notebooks (default: labs/source/*.ipynb)")
-    p.add_argument("--no-execute", action="store_true", help="write the student version without running it")
+    p.add_argument(
+        "--no-execute", action="store_true", help="write the student version without running it"
+    )
     p.set_defaults(func=_lab_release)
-    p = lab.add_parser("grade", help="grade a completed lab notebook, or a folder of them, against the release")
-    p.add_argument("path", help="a submitted notebook, or a folder of them (graded in a process pool)")
-    p.add_argument("--release", help="the released lab to grade against (default: labs/<the submission's lab>.ipynb)")
+    p = lab.add_parser(
+        "grade", help="grade a completed lab notebook, or a folder of them, against the release"
+    )
+    p.add_argument(
+        "path", help="a submitted notebook, or a folder of them (graded in a process pool)"
+    )
+    p.add_argument(
+        "--release",
+        help="the released lab to grade against (default: labs/<the submission's lab>.ipynb)",
+    )
     p.add_argument("--timeout", type=int, default=60, help="seconds allowed per cell (default 60)")
     p.add_argument("--json", help="also write the machine-readable report to this file")
     p.add_argument("--csv", help="also write one row per submission to this CSV file")
-    p.add_argument("--workers", type=int, default=None, help="kernels at once for a folder (default: half the cores)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="kernels at once for a folder (default: half the cores)",
+    )
     p.set_defaults(func=_lab_grade)
     p = lab.add_parser("nbgrader", help="write the nbgrader source version of an instructor lab")
     p.add_argument("source", help="an instructor notebook, labs/source/<concept>.ipynb")

@@ -43,11 +43,15 @@ def check_packages(required: dict[str, str]) -> tuple[list[tuple[str, str, str]]
             installed = metadata.version(name)
         except metadata.PackageNotFoundError:
             rows.append((name, "missing", minimum))
-            problems.append(f"{name} is not installed (need >= {minimum}); run: pip install -r requirements.txt")
+            problems.append(
+                f"{name} is not installed (need >= {minimum}); run: pip install -r requirements.txt"
+            )
             continue
         rows.append((name, installed, minimum))
         if Version(installed).release < Version(minimum).release:
-            problems.append(f"{name} {installed} is too old (need >= {minimum}); run: pip install -U '{name}>={minimum}'")
+            problems.append(
+                f"{name} {installed} is too old (need >= {minimum}); run: pip install -U '{name}>={minimum}'"
+            )
     return rows, problems
 
 
@@ -64,10 +68,16 @@ def report(out=sys.stdout) -> int:
     if torch is not None:
         print(f"torch       {torch.__version__}", file=out)
         cuda = torch.cuda.is_available()
-        print(f"cuda        {'available, CUDA ' + str(torch.version.cuda) if cuda else 'not available (CPU only: every chapter still runs)'}", file=out)
+        print(
+            f"cuda        {'available, CUDA ' + str(torch.version.cuda) if cuda else 'not available (CPU only: every chapter still runs)'}",
+            file=out,
+        )
         for i in range(torch.cuda.device_count() if cuda else 0):
             props = torch.cuda.get_device_properties(i)
-            print(f"  gpu {i}     {props.name}, {props.total_memory / 2**30:.1f} GiB, capability {props.major}.{props.minor}", file=out)
+            print(
+                f"  gpu {i}     {props.name}, {props.total_memory / 2**30:.1f} GiB, capability {props.major}.{props.minor}",
+                file=out,
+            )
     try:
         scale = get_scale()
         print(f"ZEN_SCALE   {scale} (choices: {', '.join(SCALES)})", file=out)

@@ -30,22 +30,41 @@ from typing import Any
 
 import torch
 
-__all__ = ["LabCheckFailed", "StudentCodeTimeout", "PASS_MIME", "call", "check_tensor", "check_scalar",
-           "check_function", "check_true", "passed", "time_limit"]
+__all__ = [
+    "LabCheckFailed",
+    "StudentCodeTimeout",
+    "PASS_MIME",
+    "call",
+    "check_tensor",
+    "check_scalar",
+    "check_function",
+    "check_true",
+    "passed",
+    "time_limit",
+]
 
 #: MIME type of the record each passing (sub-)check displays; ``zen lab grade`` counts these
 PASS_MIME = "application/vnd.zen.check+json"
 
 
 class LabCheckFailed(AssertionError):
-    """A lab check failed; the message says what differs and hints why."""
+    """A lab check failed; the message says what differs and hints why.
+
+    Making one (not importing this module) tells IPython to show it as its one-line message.
+    """
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)
+        _install_ipython_display()
 
 
 class StudentCodeTimeout(Exception):
     """The student's code ran longer than the check allows (an infinite loop?)."""
 
 
-def _show_check_failure(shell: Any, etype: type, value: BaseException, tb: Any, tb_offset: int | None = None) -> list[str]:
+def _show_check_failure(
+    shell: Any, etype: type, value: BaseException, tb: Any, tb_offset: int | None = None
+) -> list[str]:
     """IPython handler for :class:`LabCheckFailed`: show the check's message, not a traceback into ``zen``.
 
     The cell still ends in an error (so "run all" stops there and graders see it); only the
@@ -68,9 +87,6 @@ def _install_ipython_display() -> None:
     shell = _shell()
     if shell is not None:
         shell.set_custom_exc((LabCheckFailed,), _show_check_failure)
-
-
-_install_ipython_display()
 
 
 _student_running = False  # True while call() runs the student's code: it cannot record passes
@@ -103,7 +119,11 @@ def time_limit(seconds: float | None) -> Iterator[None]:
     """Raise :class:`StudentCodeTimeout` if the body runs longer than ``seconds`` (Unix main thread only)."""
     if seconds is not None and not seconds > 0:
         raise ValueError(f"timeout must be a positive number of seconds or None, got {seconds!r}")
-    usable = seconds and hasattr(signal, "SIGALRM") and threading.current_thread() is threading.main_thread()
+    usable = (
+        seconds
+        and hasattr(signal, "SIGALRM")
+        and threading.current_thread() is threading.main_thread()
+    )
     if not usable:
         yield
         return
@@ -123,15 +143,28 @@ def time_limit(seconds: float | None) -> Iterator[None]:
 # ---------------------------------------------------------------- calling the student's code
 
 
-def _forbidden_targets(forbid: Mapping[str, Any] | Sequence[Any]) -> tuple[dict[types.CodeType, str], dict[int, str]]:
+def _forbidden_targets(
+    forbid: Mapping[str, Any] | Sequence[Any],
+) -> tuple[dict[types.CodeType, str], dict[int, str]]:
     """Code objects (Python functions, methods, classes' own methods) and builtins to watch for."""
     items = forbid.items() if isinstance(forbid, Mapping) else [(None, f) for f in forbid]
     codes: dict[types.CodeType, str] = {}
     builtins: dict[int, str] = {}
     for label, target in items:
-        name = label or f"{getattr(target, '__module__', '') or ''}.{getattr(target, '__qualname__', repr(target))}".lstrip(".")
-        if isinstance(target, type):  # decorators (@torch.no_grad()) share a wrapper's code: watch the wrapped function
-            functions = [inspect.unwrap(f) for f in vars(target).values() if isinstance(f, types.FunctionType)]
+        name = (
+            label
+            or f"{getattr(target, '__module__', '') or ''}.{getattr(target, '__qualname__', repr(target))}".lstrip(
+                "."
+            )
+        )
+        if isinstance(
+            target, type
+        ):  # decorators (@torch.no_grad()) share a wrapper's code: watch the wrapped function
+            functions = [
+                inspect.unwrap(f)
+                for f in vars(target).values()
+                if isinstance(f, types.FunctionType)
+            ]
             if not functions:
                 raise ValueError(f"forbid: class {name} defines no Python methods to watch")
             codes.update({f.__code__: name for f in functions})
@@ -142,7 +175,9 @@ def _forbidden_targets(forbid: Mapping[str, Any] | Sequence[Any]) -> tuple[dict[
         elif callable(target):
             builtins[id(target)] = name
         else:
-            raise ValueError(f"forbid: expected functions, methods or classes, got {type(target).__name__} for {name}")
+            raise ValueError(
+                f"forbid: expected functions, methods or classes, got {type(target).__name__} for {name}"
+            )
     return codes, builtins
 
 
@@ -172,7 +207,11 @@ def _watch_calls(forbid: Mapping[str, Any] | Sequence[Any]) -> Iterator[list[str
 def _cell_of(filename: str) -> str | None:
     """``In [7]`` for a file IPython compiled from a notebook cell, else ``None``."""
     shell = _shell()
-    number = getattr(getattr(shell, "compile", None), "_filename_map", {}).get(filename) if shell else None
+    number = (
+        getattr(getattr(shell, "compile", None), "_filename_map", {}).get(filename)
+        if shell
+        else None
+    )
     if number is not None:
         return f"In [{number}]"
     return "a notebook cell" if filename.startswith("<ipython-input") else None
@@ -192,8 +231,15 @@ def _where(err: BaseException, fn: Callable) -> str:
     return ""
 
 
-def call(fn: Callable, *args: Any, name: str | None = None, timeout: float | None = 10.0, hint: str = "",
-         forbid: Mapping[str, Any] | Sequence[Any] = (), **kwargs: Any) -> Any:
+def call(
+    fn: Callable,
+    *args: Any,
+    name: str | None = None,
+    timeout: float | None = 10.0,
+    hint: str = "",
+    forbid: Mapping[str, Any] | Sequence[Any] = (),
+    **kwargs: Any,
+) -> Any:
     """``fn(*args, **kwargs)`` as feedback: time-limited, errors explained, forbidden shortcuts caught.
 
     An exception in the student's code, ``NotImplementedError`` (a TODO), running past
@@ -203,7 +249,11 @@ def call(fn: Callable, *args: Any, name: str | None = None, timeout: float | Non
     __tracebackhide__ = True
     name = name or getattr(fn, "__name__", "your code")
     if not callable(fn):
-        _fail(name, f"expected a function or class, got {type(fn).__name__}", hint or "run the cell that defines it first")
+        _fail(
+            name,
+            f"expected a function or class, got {type(fn).__name__}",
+            hint or "run the cell that defines it first",
+        )
     global _student_running
     if timeout is not None and not timeout > 0:
         raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
@@ -213,7 +263,11 @@ def call(fn: Callable, *args: Any, name: str | None = None, timeout: float | Non
         with _watch_calls(forbid) as seen, time_limit(timeout):
             result = fn(*args, **kwargs)
     except NotImplementedError as err:
-        _fail(name, f"not implemented yet ({err}){_where(err, fn)}", hint or "replace the `raise NotImplementedError` line with your code")
+        _fail(
+            name,
+            f"not implemented yet ({err}){_where(err, fn)}",
+            hint or "replace the `raise NotImplementedError` line with your code",
+        )
     except StudentCodeTimeout as err:
         _fail(name, str(err), hint or "is there a loop whose condition never changes?")
     except LabCheckFailed:
@@ -223,7 +277,11 @@ def call(fn: Callable, *args: Any, name: str | None = None, timeout: float | Non
     finally:
         _student_running = outer
     if seen:
-        _fail(name, f"this check wants your own implementation, not {seen[0]}", "write it from the operations the lab describes")
+        _fail(
+            name,
+            f"this check wants your own implementation, not {seen[0]}",
+            "write it from the operations the lab describes",
+        )
     return result
 
 
@@ -236,6 +294,7 @@ def _fraction(k: int) -> str:
 
 def _factor_message(c: float, sizes: set[int]) -> str:
     """Words for ``got == c * expected``: a sign, an integer, a fraction or a square root, and a guess why."""
+
     def near(a: float, b: float) -> bool:
         return abs(a - b) <= 1e-6 * max(1.0, abs(b))
 
@@ -244,14 +303,28 @@ def _factor_message(c: float, sizes: set[int]) -> str:
         return "got the negative of the expected value: a sign error?"
     k = round(a)
     if k >= 2 and near(a, k):
-        guess = ": a sum instead of a mean?" if k in sizes else ": a factor 2 too many?" if k == 2 else ""
+        guess = (
+            ": a sum instead of a mean?"
+            if k in sizes
+            else ": a factor 2 too many?"
+            if k == 2
+            else ""
+        )
         return f"got {sign}{k}× the expected value{guess}"
     k = round(1 / a) if a > 0 else 0
     if k >= 2 and near(1 / a, k):
-        guess = ": a mean instead of a sum?" if k in sizes else ": a factor 2 missing?" if k == 2 else ""
+        guess = (
+            ": a mean instead of a sum?"
+            if k in sizes
+            else ": a factor 2 missing?"
+            if k == 2
+            else ""
+        )
         return f"got {sign}{_fraction(k)}× the expected value{guess}"
-    for power, word in ((a * a, "√{k}× the expected value: a missing division by √{k} (√d_k)?"),
-                        (1 / (a * a), "1/√{k}× the expected value: divided by √{k} (√d_k) once too often?")):
+    for power, word in (
+        (a * a, "√{k}× the expected value: a missing division by √{k} (√d_k)?"),
+        (1 / (a * a), "1/√{k}× the expected value: divided by √{k} (√d_k) once too often?"),
+    ):
         k = round(power)
         if k >= 2 and near(power, k) and math.isqrt(k) ** 2 != k:
             return f"got {sign}" + word.format(k=k)
@@ -272,8 +345,15 @@ def _constant_factor(got: torch.Tensor, exp: torch.Tensor) -> float | None:
 
 def _numbers(t: torch.Tensor) -> str:
     """Values of a small tensor, floats to 4 significant digits: ``[0.6614, 0.2669]``."""
+
     def fmt(v: Any) -> str:
-        return f"[{', '.join(fmt(u) for u in v)}]" if isinstance(v, list) else f"{v:.4g}" if isinstance(v, float) else str(v)
+        return (
+            f"[{', '.join(fmt(u) for u in v)}]"
+            if isinstance(v, list)
+            else f"{v:.4g}"
+            if isinstance(v, float)
+            else str(v)
+        )
 
     return fmt(t.tolist())
 
@@ -287,18 +367,38 @@ def _whole(t: torch.Tensor) -> bool:
     return t.dim() <= 1 and t.numel() <= 8
 
 
-def _compare(got: Any, expected: torch.Tensor, name: str, atol: float, rtol: float, hint: str, check_dtype: bool,
-             sizes: set[int] | None = None) -> None:
+def _compare(
+    got: Any,
+    expected: torch.Tensor,
+    name: str,
+    atol: float,
+    rtol: float,
+    hint: str,
+    check_dtype: bool,
+    sizes: set[int] | None = None,
+) -> None:
     __tracebackhide__ = True
     if got is None:
-        _fail(name, f"got None, expected a tensor of shape {tuple(expected.shape)}", hint or "did you forget `return`?")
+        _fail(
+            name,
+            f"got None, expected a tensor of shape {tuple(expected.shape)}",
+            hint or "did you forget `return`?",
+        )
     if not isinstance(got, torch.Tensor):
         try:
             got = torch.as_tensor(got, dtype=expected.dtype)
         except (TypeError, ValueError, RuntimeError):
-            _fail(name, f"got a {type(got).__name__}, expected a torch.Tensor of shape {tuple(expected.shape)}", hint)
+            _fail(
+                name,
+                f"got a {type(got).__name__}, expected a torch.Tensor of shape {tuple(expected.shape)}",
+                hint,
+            )
     if tuple(got.shape) != tuple(expected.shape):
-        _fail(name, f"shape is {tuple(got.shape)}, expected {tuple(expected.shape)}", hint or "check which axis you sum or multiply over")
+        _fail(
+            name,
+            f"shape is {tuple(got.shape)}, expected {tuple(expected.shape)}",
+            hint or "check which axis you sum or multiply over",
+        )
     if check_dtype and got.dtype != expected.dtype:
         _fail(name, f"dtype is {got.dtype}, expected {expected.dtype}", hint)
     exact = not (expected.is_floating_point() or expected.is_complex())
@@ -311,16 +411,23 @@ def _compare(got: Any, expected: torch.Tensor, name: str, atol: float, rtol: flo
             if _whole(got_i):
                 _fail(name, f"expected {_values(exp_i)}, got {_values(got_i)}", hint)
             idx = tuple(int(i) for i in wrong.nonzero()[0])
-            _fail(name, f"values differ at index {idx}: expected {exp_i[idx].item()}, got {got_i[idx].item()} "
-                        f"({int(wrong.sum())} of {wrong.numel()} entries wrong)", hint)
+            _fail(
+                name,
+                f"values differ at index {idx}: expected {exp_i[idx].item()}, got {got_i[idx].item()} "
+                f"({int(wrong.sum())} of {wrong.numel()} entries wrong)",
+                hint,
+            )
         return
     got = got.detach().to("cpu", torch.float64)
     exp = expected.detach().to("cpu", torch.float64)
     bad = ~torch.isfinite(got) & torch.isfinite(exp)
     if bad.any():
         idx = tuple(int(i) for i in bad.nonzero()[0])
-        _fail(name, f"contains NaN or inf, first at index {idx} (got {got[idx].item()}, expected {exp[idx].item()})",
-              hint or "look for a division by zero, a log of 0 or an exploding update")
+        _fail(
+            name,
+            f"contains NaN or inf, first at index {idx} (got {got[idx].item()}, expected {exp[idx].item()})",
+            hint or "look for a division by zero, a log of 0 or an exploding update",
+        )
     close = torch.isclose(got, exp, atol=atol, rtol=rtol, equal_nan=True)
     if close.all():
         return
@@ -330,38 +437,71 @@ def _compare(got: Any, expected: torch.Tensor, name: str, atol: float, rtol: flo
         _fail(name, f"expected {_values(exp)}, got {_values(got)}{scale}", hint)
     idx = tuple(int(i) for i in (~close).nonzero()[0])
     worst = (got - exp).abs().max().item()
-    _fail(name, f"values differ at index {idx}: expected {exp[idx].item():.6g}, got {got[idx].item():.6g} "
-                f"({int((~close).sum())} of {close.numel()} entries wrong; largest error {worst:.3g}){scale}", hint)
+    _fail(
+        name,
+        f"values differ at index {idx}: expected {exp[idx].item():.6g}, got {got[idx].item():.6g} "
+        f"({int((~close).sum())} of {close.numel()} entries wrong; largest error {worst:.3g}){scale}",
+        hint,
+    )
 
 
 def _check_tolerance(atol: float, rtol: float) -> None:
     if not (atol >= 0 and rtol >= 0):
-        raise ValueError(f"atol and rtol must be non-negative numbers, got atol={atol!r}, rtol={rtol!r}")
+        raise ValueError(
+            f"atol and rtol must be non-negative numbers, got atol={atol!r}, rtol={rtol!r}"
+        )
 
 
-def check_tensor(got: Any, expected: torch.Tensor, name: str = "result", *, atol: float = 1e-6, rtol: float = 1e-5,
-                 hint: str = "", check_dtype: bool = False, quiet: bool = False) -> None:
+def check_tensor(
+    got: Any,
+    expected: torch.Tensor,
+    name: str = "result",
+    *,
+    atol: float = 1e-6,
+    rtol: float = 1e-5,
+    hint: str = "",
+    check_dtype: bool = False,
+    quiet: bool = False,
+) -> None:
     """Check ``got`` equals ``expected`` (shape, optionally dtype, values within tolerance; integers exactly)."""
     __tracebackhide__ = True
     if not isinstance(expected, torch.Tensor):
-        raise TypeError(f"check_tensor: expected must be a torch.Tensor, got {type(expected).__name__}")
+        raise TypeError(
+            f"check_tensor: expected must be a torch.Tensor, got {type(expected).__name__}"
+        )
     _check_tolerance(atol, rtol)
     _compare(got, expected, name, atol, rtol, hint, check_dtype)
     if not quiet:
         passed(name)
 
 
-def check_scalar(got: Any, expected: float, name: str = "result", *, atol: float = 1e-6, rtol: float = 1e-5, hint: str = "") -> None:
+def check_scalar(
+    got: Any,
+    expected: float,
+    name: str = "result",
+    *,
+    atol: float = 1e-6,
+    rtol: float = 1e-5,
+    hint: str = "",
+) -> None:
     """Check a number (a Python number or a 0-D tensor) equals ``expected`` (within tolerance; an int exactly)."""
     __tracebackhide__ = True
     if isinstance(expected, bool) or not isinstance(expected, (int, float)):
         raise TypeError(f"check_scalar: expected must be a number, got {type(expected).__name__}")
     _check_tolerance(atol, rtol)
     if got is None:
-        _fail(name, f"got None, expected a number close to {expected:.6g}", hint or "did you forget `return`?")
+        _fail(
+            name,
+            f"got None, expected a number close to {expected:.6g}",
+            hint or "did you forget `return`?",
+        )
     if isinstance(got, torch.Tensor):
         if got.numel() != 1:
-            _fail(name, f"got a tensor of shape {tuple(got.shape)}, expected a single number", hint or "reduce with .mean() or .sum()")
+            _fail(
+                name,
+                f"got a tensor of shape {tuple(got.shape)}, expected a single number",
+                hint or "reduce with .mean() or .sum()",
+            )
         got = got.item()
     if isinstance(got, bool) or not isinstance(got, (int, float)):
         _fail(name, f"got a {type(got).__name__}, expected a number", hint)
@@ -373,7 +513,11 @@ def check_scalar(got: Any, expected: float, name: str = "result", *, atol: float
             _fail(name, f"got {got}, expected {expected:.6g}", hint)
         if not math.isclose(got, expected, abs_tol=atol, rel_tol=rtol):
             factor = got / expected if expected else None
-            scale = f"; {_factor_message(factor, set())}" if factor not in (None, 0.0) and abs(factor - 1) > 1e-6 else ""
+            scale = (
+                f"; {_factor_message(factor, set())}"
+                if factor not in (None, 0.0) and abs(factor - 1) > 1e-6
+                else ""
+            )
             _fail(name, f"expected {expected:.6g}, got {got:.6g}{scale}", hint)
     passed(name)
 
@@ -400,7 +544,13 @@ def _clone(obj: Any) -> Any:
 
 
 def _split(case: Any) -> tuple[tuple, dict]:
-    return (case, {}) if isinstance(case, tuple) else ((), dict(case)) if isinstance(case, Mapping) else ((case,), {})
+    return (
+        (case, {})
+        if isinstance(case, tuple)
+        else ((), dict(case))
+        if isinstance(case, Mapping)
+        else ((case,), {})
+    )
 
 
 def _short(value: Any, room: int = 40) -> str:
@@ -437,9 +587,19 @@ def _sizes(obj: Any) -> set[int]:
     return set()
 
 
-def check_function(fn: Callable, reference: Callable, cases: Sequence[Any] | Mapping[str, Any], name: str | None = None, *,
-                   atol: float = 1e-6, rtol: float = 1e-5, hint: str = "", timeout: float | None = 10.0,
-                   forbid: Mapping[str, Any] | Sequence[Any] = (), forbid_reference: bool = True) -> None:
+def check_function(
+    fn: Callable,
+    reference: Callable,
+    cases: Sequence[Any] | Mapping[str, Any],
+    name: str | None = None,
+    *,
+    atol: float = 1e-6,
+    rtol: float = 1e-5,
+    hint: str = "",
+    timeout: float | None = 10.0,
+    forbid: Mapping[str, Any] | Sequence[Any] = (),
+    forbid_reference: bool = True,
+) -> None:
     """Call ``fn`` and ``reference`` on each case and compare the results.
 
     A case is a tuple of positional arguments, a dict of keyword arguments, or a single
@@ -452,9 +612,13 @@ def check_function(fn: Callable, reference: Callable, cases: Sequence[Any] | Map
     __tracebackhide__ = True
     name = name or getattr(fn, "__name__", "function")
     if not callable(reference):
-        raise TypeError(f"check_function: reference must be callable, got {type(reference).__name__}")
+        raise TypeError(
+            f"check_function: reference must be callable, got {type(reference).__name__}"
+        )
     if not isinstance(cases, (Sequence, Mapping)) or isinstance(cases, str) or not cases:
-        raise ValueError(f"check_function needs at least one case (a list or a dict of cases), got {cases!r}")
+        raise ValueError(
+            f"check_function needs at least one case (a list or a dict of cases), got {cases!r}"
+        )
     _check_tolerance(atol, rtol)
     if isinstance(forbid, Mapping):
         forbid = dict(forbid)
@@ -462,14 +626,28 @@ def check_function(fn: Callable, reference: Callable, cases: Sequence[Any] | Map
         forbid = {_label(f): f for f in forbid}
     if forbid_reference:
         label = getattr(reference, "__name__", "")
-        forbid.setdefault("the check's own reference" if label in ("", "<lambda>") else label, reference)
+        forbid.setdefault(
+            "the check's own reference" if label in ("", "<lambda>") else label, reference
+        )
     named = cases.items() if isinstance(cases, Mapping) else [(None, c) for c in cases]
     for i, (case_name, case) in enumerate(named):
         args, kwargs = _split(case)
         inputs = _describe_inputs(fn, args, kwargs)
         which = case_name or (f"case {i + 1} of {len(cases)}" if len(cases) > 1 else "")
-        label = f"{name} ({which}{': ' if which and inputs else ''}{inputs})" if which or inputs else name
-        got = call(fn, *_clone(args), name=label, timeout=timeout, hint=hint, forbid=forbid, **_clone(kwargs))
+        label = (
+            f"{name} ({which}{': ' if which and inputs else ''}{inputs})"
+            if which or inputs
+            else name
+        )
+        got = call(
+            fn,
+            *_clone(args),
+            name=label,
+            timeout=timeout,
+            hint=hint,
+            forbid=forbid,
+            **_clone(kwargs),
+        )
         ref_args, ref_kwargs = _split(_clone(case))
         expected = reference(*ref_args, **ref_kwargs)
         _compare_structure(got, expected, label, atol, rtol, hint, _sizes(case))
@@ -494,32 +672,53 @@ def _compare_plain(got: Any, expected: Any, name: str, hint: str) -> None:
     if got == expected:
         return
     if isinstance(expected, (list, tuple)) and isinstance(got, (list, tuple)):
-        first = next((i for i, (g, e) in enumerate(zip(got, expected)) if g != e), min(len(got), len(expected)))
+        first = next(
+            (i for i, (g, e) in enumerate(zip(got, expected)) if g != e),
+            min(len(got), len(expected)),
+        )
         if len(got) == len(expected) and first == len(got):
             return  # equal up to list/tuple
         lo = max(0, first - 3)
 
         def window(seq: Any) -> str:
-            body = ", ".join(repr(v) for v in seq[lo:lo + 8])
+            body = ", ".join(repr(v) for v in seq[lo : lo + 8])
             return f"[{'…, ' if lo else ''}{body}{', …' if len(seq) > lo + 8 else ''}] ({len(seq)} items)"
 
-        _fail(name, f"expected {window(expected)}, got {window(got)}; first difference at position {first}", hint)
+        _fail(
+            name,
+            f"expected {window(expected)}, got {window(got)}; first difference at position {first}",
+            hint,
+        )
     _fail(name, f"expected {_short(expected, 60)}, got {_short(got, 60)}", hint)
 
 
-def _compare_structure(got: Any, expected: Any, name: str, atol: float, rtol: float, hint: str, sizes: set[int]) -> None:
+def _compare_structure(
+    got: Any, expected: Any, name: str, atol: float, rtol: float, hint: str, sizes: set[int]
+) -> None:
     __tracebackhide__ = True
-    if isinstance(expected, (list, tuple, str)) and _plain(expected) and not isinstance(got, torch.Tensor):
+    if (
+        isinstance(expected, (list, tuple, str))
+        and _plain(expected)
+        and not isinstance(got, torch.Tensor)
+    ):
         _compare_plain(got, expected, name, hint)
     elif isinstance(expected, (tuple, list)):
         if not isinstance(got, (tuple, list)) or len(got) != len(expected):
-            _fail(name, f"expected a {type(expected).__name__} of {len(expected)} items, got {type(got).__name__}"
-                        + (f" of {len(got)} items" if isinstance(got, (tuple, list)) else ""), hint)
+            _fail(
+                name,
+                f"expected a {type(expected).__name__} of {len(expected)} items, got {type(got).__name__}"
+                + (f" of {len(got)} items" if isinstance(got, (tuple, list)) else ""),
+                hint,
+            )
         for j, (g, e) in enumerate(zip(got, expected)):
             _compare_structure(g, e, f"{name}[{j}]", atol, rtol, hint, sizes)
     elif isinstance(expected, Mapping):
         if not isinstance(got, Mapping):
-            _fail(name, f"expected a dict with keys {sorted(expected)}, got {type(got).__name__}", hint)
+            _fail(
+                name,
+                f"expected a dict with keys {sorted(expected)}, got {type(got).__name__}",
+                hint,
+            )
         missing = sorted(set(expected) - set(got))
         if missing:
             _fail(name, f"missing keys {missing}", hint)
@@ -528,7 +727,9 @@ def _compare_structure(got: Any, expected: Any, name: str, atol: float, rtol: fl
     elif isinstance(expected, torch.Tensor):
         _compare(got, expected, name, atol, rtol, hint, check_dtype=False, sizes=sizes)
     else:
-        exp_t = torch.tensor(expected, dtype=torch.int64 if isinstance(expected, int) else torch.float64)
+        exp_t = torch.tensor(
+            expected, dtype=torch.int64 if isinstance(expected, int) else torch.float64
+        )
         if isinstance(got, torch.Tensor) and got.numel() == 1:
             got = got.reshape(())
         _compare(got, exp_t, name, atol, rtol, hint, check_dtype=False, sizes=sizes)

@@ -36,7 +36,9 @@ import nbformat
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 CHECK_TAG = "check"
 RAISES_TAG = "raises-exception"
-_REGION = re.compile(r"^([ \t]*)### BEGIN SOLUTION[ \t]*\n(.*?)^[ \t]*### END SOLUTION[ \t]*(\n|$)", re.M | re.S)
+_REGION = re.compile(
+    r"^([ \t]*)### BEGIN SOLUTION[ \t]*\n(.*?)^[ \t]*### END SOLUTION[ \t]*(\n|$)", re.M | re.S
+)
 _HINT = re.compile(r"^[ \t]*# HINT:[ \t]*(.*)$", re.M)
 #: exception names that count as "the check failed" (a NameError or ImportError means the notebook is broken)
 FAILURE_NAMES = {"AssertionError", "LabCheckFailed", "NotImplementedError"}
@@ -54,7 +56,9 @@ def count_regions(nb: nbformat.NotebookNode) -> int:
     return sum(len(_REGION.findall(c.source)) for c in nb.cells if c.cell_type == "code")
 
 
-def blank_regions(nb: nbformat.NotebookNode, which: set[int] | None = None) -> nbformat.NotebookNode:
+def blank_regions(
+    nb: nbformat.NotebookNode, which: set[int] | None = None
+) -> nbformat.NotebookNode:
     """A copy of ``nb`` with the solution regions numbered in ``which`` (all if ``None``) stubbed out.
 
     Regions that stay filled lose only their marker lines.
@@ -83,14 +87,18 @@ ROLE_KEY = "zen_lab"  # cell metadata written by make_student: {"role": "given" 
 
 def role(cell: nbformat.NotebookNode) -> str:
     """``"check"``, ``"solution"`` or ``"given"`` for a released lab's cell (markdown is ``"given"``)."""
-    return cell.metadata.get(ROLE_KEY, {}).get("role", "check" if CHECK_TAG in cell.metadata.get("tags", []) else "given")
+    return cell.metadata.get(ROLE_KEY, {}).get(
+        "role", "check" if CHECK_TAG in cell.metadata.get("tags", []) else "given"
+    )
 
 
 def make_student(source: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """The student version of an instructor notebook: every region stubbed, outputs cleared, cells given roles."""
     nb = blank_regions(source)  # raises on unbalanced markers
     if count_regions(source) == 0:
-        raise ValueError("the instructor notebook has no ### BEGIN SOLUTION / ### END SOLUTION region")
+        raise ValueError(
+            "the instructor notebook has no ### BEGIN SOLUTION / ### END SOLUTION region"
+        )
     for cell, original in zip(nb.cells, source.cells):
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
@@ -100,9 +108,13 @@ def make_student(source: nbformat.NotebookNode) -> nbformat.NotebookNode:
                 if RAISES_TAG not in tags:
                     tags.append(RAISES_TAG)
             else:
-                cell.metadata[ROLE_KEY] = {"role": "solution" if _REGION.search(original.source) else "given"}
+                cell.metadata[ROLE_KEY] = {
+                    "role": "solution" if _REGION.search(original.source) else "given"
+                }
     nb.metadata.pop("zen", None)
-    nb.metadata.setdefault("kernelspec", {"name": "python3", "display_name": "Python 3", "language": "python"})
+    nb.metadata.setdefault(
+        "kernelspec", {"name": "python3", "display_name": "Python 3", "language": "python"}
+    )
     return nb
 
 
@@ -118,15 +130,28 @@ def student_is_current(source_path: Path) -> bool:
         return False
     want = make_student(nbformat.read(source_path, as_version=4))
     have = nbformat.read(target, as_version=4)
-    strip = lambda nb: [(c.cell_type, c.source, sorted(c.metadata.get("tags", [])), c.metadata.get(ROLE_KEY, {}).get("role"))  # noqa: E731
-                        for c in nb.cells]
+
+    def strip(nb):
+        return [
+            (
+                c.cell_type,
+                c.source,
+                sorted(c.metadata.get("tags", [])),
+                c.metadata.get(ROLE_KEY, {}).get("role"),
+            )
+            for c in nb.cells
+        ]
+
     return strip(want) == strip(have)
 
 
 def check_points(source: nbformat.NotebookNode, cell_timeout: int = 120) -> list[int]:
     """Sub-checks each check cell passes on the instructor solution: its points."""
     with tempfile.TemporaryDirectory() as tmp:
-        return [c.points for c in read_checks(run(blank_regions(source, which=set()), tmp, cell_timeout))]
+        return [
+            c.points
+            for c in read_checks(run(blank_regions(source, which=set()), tmp, cell_timeout))
+        ]
 
 
 def release(source_path: str | Path, execute: bool = True) -> Path:
@@ -181,9 +206,18 @@ class Report:
         return sum(c.max_points for c in self.checks)
 
     def to_json(self) -> str:
-        return json.dumps({"notebook": self.notebook, "score": self.score, "total": self.total,
-                           "error": self.error, "cell_errors": self.cell_errors, "checks": [asdict(c) for c in self.checks]},
-                          indent=2, ensure_ascii=False)
+        return json.dumps(
+            {
+                "notebook": self.notebook,
+                "score": self.score,
+                "total": self.total,
+                "error": self.error,
+                "cell_errors": self.cell_errors,
+                "checks": [asdict(c) for c in self.checks],
+            },
+            indent=2,
+            ensure_ascii=False,
+        )
 
 
 def _check_name(cell: nbformat.NotebookNode, number: int) -> str:
@@ -193,20 +227,31 @@ def _check_name(cell: nbformat.NotebookNode, number: int) -> str:
     return match.group(1).strip() if match else f"check {number}"
 
 
-def run(nb: nbformat.NotebookNode, workdir: str | Path, cell_timeout: int = 60, **hooks: Any) -> nbformat.NotebookNode:
+def run(
+    nb: nbformat.NotebookNode, workdir: str | Path, cell_timeout: int = 60, **hooks: Any
+) -> nbformat.NotebookNode:
     """Execute ``nb`` in a fresh kernel, continuing past errors and interrupting cells that time out."""
     from zen.course.notebooks import run as run_notebook
 
-    return run_notebook(nb, workdir, timeout=cell_timeout, allow_errors=True, interrupt_on_timeout=True, hooks=hooks)
+    return run_notebook(
+        nb, workdir, timeout=cell_timeout, allow_errors=True, interrupt_on_timeout=True, hooks=hooks
+    )
 
 
 def _error_text(out: nbformat.NotebookNode, cell_timeout: int | None) -> tuple[str, str]:
     """(exception name, message) of an error output, in the student's terms."""
     ename, evalue = out.get("ename", ""), str(out.get("evalue", "")).strip()
     if ename == "KeyboardInterrupt":
-        return ename, f"stopped after {cell_timeout} s: an endless loop?" if cell_timeout else "interrupted: an endless loop?"
+        return (
+            ename,
+            f"stopped after {cell_timeout} s: an endless loop?"
+            if cell_timeout
+            else "interrupted: an endless loop?",
+        )
     if ename in ("SyntaxError", "IndentationError", "TabError"):
-        line = re.search(r"line (\d+)", evalue) or re.search(r"line (\d+)", "\n".join(out.get("traceback", [])))
+        line = re.search(r"line (\d+)", evalue) or re.search(
+            r"line (\d+)", "\n".join(out.get("traceback", []))
+        )
         evalue = re.sub(r"\s*\([^()]*\.py, line \d+\)$", "", evalue)
         return ename, f"{evalue} on line {line.group(1)}" if line else evalue
     return ename, evalue
@@ -216,8 +261,12 @@ def _points(cell: nbformat.NotebookNode) -> int | None:
     return cell.metadata.get(ROLE_KEY, {}).get("points")
 
 
-def read_checks(nb: nbformat.NotebookNode, cell_timeout: int | None = None, died_at: int | None = None,
-                seconds: dict[int, float] | None = None) -> list[CheckResult]:
+def read_checks(
+    nb: nbformat.NotebookNode,
+    cell_timeout: int | None = None,
+    died_at: int | None = None,
+    seconds: dict[int, float] | None = None,
+) -> list[CheckResult]:
     """One result per ``check``-tagged cell of a notebook executed in this run.
 
     A check cell earns one point per pass record (:data:`zen.course.labcheck.PASS_MIME`) it
@@ -232,23 +281,49 @@ def read_checks(nb: nbformat.NotebookNode, cell_timeout: int | None = None, died
             continue
         name = _check_name(cell, len(results) + 1)
         outputs = cell.get("outputs", [])
-        passes = sum(PASS_MIME in o.get("data", {}) for o in outputs if o.get("output_type") == "display_data")
+        passes = sum(
+            PASS_MIME in o.get("data", {})
+            for o in outputs
+            if o.get("output_type") == "display_data"
+        )
         most = _points(cell) or max(passes, 1)
         timing = round((seconds or {}).get(index, 0.0), 3)
         if died_at is not None and index >= died_at:
-            results.append(CheckResult(name, False, f"kernel died in cell {died_at + 1}", "KernelDied", 0, most, timing))
+            results.append(
+                CheckResult(
+                    name, False, f"kernel died in cell {died_at + 1}", "KernelDied", 0, most, timing
+                )
+            )
             continue
         errors = [o for o in outputs if o.get("output_type") == "error"]
         if cell.get("execution_count") is None and not errors:
-            results.append(CheckResult(name, False, "the cell never ran (the notebook stopped earlier)", "NotRun", 0, most, timing))
+            results.append(
+                CheckResult(
+                    name,
+                    False,
+                    "the cell never ran (the notebook stopped earlier)",
+                    "NotRun",
+                    0,
+                    most,
+                    timing,
+                )
+            )
         elif errors:
             ename, message = _error_text(errors[0], cell_timeout)
-            results.append(CheckResult(name, False, message, ename, min(passes, most - 1), most, timing))
+            results.append(
+                CheckResult(name, False, message, ename, min(passes, most - 1), most, timing)
+            )
         else:
             text = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
-            text += "".join(o.get("data", {}).get("text/plain", "") + "\n" for o in outputs if o.get("output_type") == "display_data")
+            text += "".join(
+                o.get("data", {}).get("text/plain", "") + "\n"
+                for o in outputs
+                if o.get("output_type") == "display_data"
+            )
             points = min(passes, most)
-            results.append(CheckResult(name, points == most, text.strip(), "", points, most, timing))
+            results.append(
+                CheckResult(name, points == most, text.strip(), "", points, most, timing)
+            )
     return results
 
 
@@ -289,7 +364,9 @@ def bound_names(source: str) -> list[str]:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 names.append(node.name)
             elif isinstance(node, (ast.Import, ast.ImportFrom)):
-                names.extend((a.asname or a.name.split(".")[0]) for a in node.names if a.name != "*")
+                names.extend(
+                    (a.asname or a.name.split(".")[0]) for a in node.names if a.name != "*"
+                )
             elif isinstance(node, ast.Assign):
                 for target in node.targets:
                     targets(target)
@@ -312,10 +389,19 @@ def bound_names(source: str) -> list[str]:
 
 
 def _first_line(source: str) -> str:
-    return next((line.strip() for line in source.splitlines() if line.strip() and not line.strip().startswith("#")), "")
+    return next(
+        (
+            line.strip()
+            for line in source.splitlines()
+            if line.strip() and not line.strip().startswith("#")
+        ),
+        "",
+    )
 
 
-def assemble(released: nbformat.NotebookNode, submission: nbformat.NotebookNode) -> nbformat.NotebookNode:
+def assemble(
+    released: nbformat.NotebookNode, submission: nbformat.NotebookNode
+) -> nbformat.NotebookNode:
     """The notebook to grade: the released lab's cells, with the student's solution cells and added cells.
 
     As nbgrader does, every cell the release owns (set-up, checks, markdown) comes from the
@@ -326,7 +412,11 @@ def assemble(released: nbformat.NotebookNode, submission: nbformat.NotebookNode)
     cells run wrapped by :mod:`zen.course.guard`, so student cells cannot rebind their names.
     """
     by_id = {c.get("id"): i for i, c in enumerate(released.cells) if c.get("id")}
-    solutions = {i: c for i, c in enumerate(released.cells) if c.cell_type == "code" and role(c) == "solution"}
+    solutions = {
+        i: c
+        for i, c in enumerate(released.cells)
+        if c.cell_type == "code" and role(c) == "solution"
+    }
     chosen: dict[int, nbformat.NotebookNode] = {}
     extras: dict[int, list[nbformat.NotebookNode]] = {}
     anchor, unmatched = -1, []
@@ -338,9 +428,19 @@ def assemble(released: nbformat.NotebookNode, submission: nbformat.NotebookNode)
                 chosen[index] = cell
         elif cell.cell_type == "code":
             unmatched.append((anchor, cell))
-    for index, stub in solutions.items():  # fall back to the first line: `def mse(...)`, `class LoRA(...)`
+    for (
+        index,
+        stub,
+    ) in solutions.items():  # fall back to the first line: `def mse(...)`, `class LoRA(...)`
         if index not in chosen:
-            match = next((pair for pair in unmatched if _first_line(pair[1].source) == _first_line(stub.source)), None)
+            match = next(
+                (
+                    pair
+                    for pair in unmatched
+                    if _first_line(pair[1].source) == _first_line(stub.source)
+                ),
+                None,
+            )
             if match is not None:
                 unmatched.remove(match)
                 chosen[index] = match[1]
@@ -348,7 +448,9 @@ def assemble(released: nbformat.NotebookNode, submission: nbformat.NotebookNode)
         extras.setdefault(where, []).append(cell)
 
     def student(cell: nbformat.NotebookNode) -> nbformat.NotebookNode:
-        return nbformat.v4.new_code_cell(cell.source)  # no outputs, tags or metadata from the submission
+        return nbformat.v4.new_code_cell(
+            cell.source
+        )  # no outputs, tags or metadata from the submission
 
     graded = copy.deepcopy(released)
     for cell in graded.cells:
@@ -361,8 +463,10 @@ def assemble(released: nbformat.NotebookNode, submission: nbformat.NotebookNode)
         else:
             cell = copy.deepcopy(cell)
             if cell.cell_type == "code":
-                cell.source = (f"{_GUARD}.before(globals())\n{cell.source}\n"
-                               f"{_GUARD}.after(globals(), {bound_names(cell.source)!r})")
+                cell.source = (
+                    f"{_GUARD}.before(globals())\n{cell.source}\n"
+                    f"{_GUARD}.after(globals(), {bound_names(cell.source)!r})"
+                )
             graded.cells.append(cell)
         graded.cells.extend(student(c) for c in extras.get(index, []))
     return graded
@@ -404,8 +508,10 @@ def grade(path: str | Path, release: str | Path | None = None, cell_timeout: int
         return report
     release_path = Path(release) if release else find_release(submission, path)
     if release_path is None or not release_path.is_file():
-        report.error = (f"cannot find the released lab for {path.name}: keep the released file name "
-                        f"(labs/<concept>.ipynb), or pass --release labs/<concept>.ipynb")
+        report.error = (
+            f"cannot find the released lab for {path.name}: keep the released file name "
+            f"(labs/<concept>.ipynb), or pass --release labs/<concept>.ipynb"
+        )
         return report
     released = nbformat.read(release_path, as_version=4)
     graded = assemble(released, submission)
@@ -420,7 +526,13 @@ def grade(path: str | Path, release: str | Path | None = None, cell_timeout: int
 
     died_at = None
     try:
-        executed = run(graded, path.parent.resolve(), cell_timeout, on_cell_start=on_cell_start, on_cell_executed=on_cell_executed)
+        executed = run(
+            graded,
+            path.parent.resolve(),
+            cell_timeout,
+            on_cell_start=on_cell_start,
+            on_cell_executed=on_cell_executed,
+        )
     except KernelDied as err:
         executed, died_at = err.notebook, err.cell_index
         report.error = f"kernel died in cell {died_at + 1}"
@@ -448,8 +560,12 @@ def _grade_one(args: tuple[str, str | None, int]) -> Report:
     return grade(*args)
 
 
-def grade_folder(folder: str | Path, release: str | Path | None = None, cell_timeout: int = 60,
-                 workers: int | None = None) -> list[Report]:
+def grade_folder(
+    folder: str | Path,
+    release: str | Path | None = None,
+    cell_timeout: int = 60,
+    workers: int | None = None,
+) -> list[Report]:
     """Grade every ``*.ipynb`` under ``folder`` (recursively), several kernels at once in a process pool."""
     from concurrent.futures import ProcessPoolExecutor
 
@@ -482,8 +598,11 @@ def write_csv(reports: list[Report], target: str | Path) -> None:
 # ---------------------------------------------------------------- the CI gates
 
 
-def gate_problems(source: nbformat.NotebookNode, cell_timeout: int = 120,
-                  released: nbformat.NotebookNode | None = None) -> list[str]:
+def gate_problems(
+    source: nbformat.NotebookNode,
+    cell_timeout: int = 120,
+    released: nbformat.NotebookNode | None = None,
+) -> list[str]:
     """Why a lab is not sound (empty when it is). Runs the notebook ``2 + regions`` times.
 
     1. every check passes on the instructor version, recording at least one pass (and, given
@@ -500,22 +619,36 @@ def gate_problems(source: nbformat.NotebookNode, cell_timeout: int = 120,
             return ["the lab has no cell tagged 'check'"]
         for c in solved:
             if c.error:
-                problems.append(f"gate 1: check '{c.name}' fails on the instructor solution: {c.error}: {c.message}")
+                problems.append(
+                    f"gate 1: check '{c.name}' fails on the instructor solution: {c.error}: {c.message}"
+                )
             elif not c.passed:
-                problems.append(f"gate 1: check '{c.name}' records no pass: call zen.course.labcheck's checks")
+                problems.append(
+                    f"gate 1: check '{c.name}' records no pass: call zen.course.labcheck's checks"
+                )
         if released is not None:
-            promised = [_points(c) for c in released.cells if c.cell_type == "code" and role(c) == "check"]
+            promised = [
+                _points(c) for c in released.cells if c.cell_type == "code" and role(c) == "check"
+            ]
             if promised != [c.max_points for c in solved]:
-                problems.append(f"gate 1: the released lab promises points {promised} but the solution passes "
-                                f"{[c.max_points for c in solved]} sub-checks: run `zen lab release`")
+                problems.append(
+                    f"gate 1: the released lab promises points {promised} but the solution passes "
+                    f"{[c.max_points for c in solved]} sub-checks: run `zen lab release`"
+                )
         for c in read_checks(run(make_student(source), tmp, cell_timeout)):
             if c.passed:
-                problems.append(f"gate 2: check '{c.name}' passes on the blank student version (a vacuous check)")
+                problems.append(
+                    f"gate 2: check '{c.name}' passes on the blank student version (a vacuous check)"
+                )
             elif c.error not in FAILURE_NAMES:
-                problems.append(f"gate 2: check '{c.name}' errors with {c.error} on the student version "
-                                f"(expected NotImplementedError or AssertionError): {c.message}")
+                problems.append(
+                    f"gate 2: check '{c.name}' errors with {c.error} on the student version "
+                    f"(expected NotImplementedError or AssertionError): {c.message}"
+                )
         for i in range(regions):
             results = read_checks(run(blank_regions(source, which={i}), tmp, cell_timeout))
             if all(c.passed for c in results):
-                problems.append(f"gate 3: with solution region {i + 1} of {regions} blank, every check still passes")
+                problems.append(
+                    f"gate 3: with solution region {i + 1} of {regions} blank, every check still passes"
+                )
     return problems

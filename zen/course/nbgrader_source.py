@@ -36,20 +36,28 @@ def _hints_above(match: re.Match) -> str:
     """A region with its ``# HINT:`` lines moved above ``### BEGIN SOLUTION`` (same indentation)."""
     indent, body = match.group(1), match.group(2)
     hints = [line for line in body.splitlines() if line.strip().startswith("# HINT:")]
-    code = "".join(line + "\n" for line in body.splitlines() if not line.strip().startswith("# HINT:"))
+    code = "".join(
+        line + "\n" for line in body.splitlines() if not line.strip().startswith("# HINT:")
+    )
     above = "".join(f"{indent}{line.strip()}\n" for line in hints)
     return f"{above}{indent}### BEGIN SOLUTION\n{code}{indent}### END SOLUTION{match.group(3)}"
 
 
-def to_nbgrader(source: nbformat.NotebookNode, points: list[int] | None = None) -> nbformat.NotebookNode:
+def to_nbgrader(
+    source: nbformat.NotebookNode, points: list[int] | None = None
+) -> nbformat.NotebookNode:
     """An nbgrader source notebook from an instructor lab; ``points`` per check cell (default: run the solution)."""
     blank_regions(source)  # raises on unbalanced markers
-    checks = [c for c in source.cells if c.cell_type == "code" and CHECK_TAG in c.metadata.get("tags", [])]
+    checks = [
+        c for c in source.cells if c.cell_type == "code" and CHECK_TAG in c.metadata.get("tags", [])
+    ]
     if not checks:
         raise ValueError("the instructor notebook has no cell tagged 'check'")
     points = check_points(source) if points is None else points
     if len(points) != len(checks) or any(not (isinstance(p, int) and p > 0) for p in points):
-        raise ValueError(f"points must be one positive integer per check cell ({len(checks)}), got {points!r}")
+        raise ValueError(
+            f"points must be one positive integer per check cell ({len(checks)}), got {points!r}"
+        )
     nb = copy.deepcopy(source)
     nb.metadata["kernelspec"] = dict(KERNELSPEC)
     nb.metadata.pop("zen", None)
@@ -63,16 +71,31 @@ def to_nbgrader(source: nbformat.NotebookNode, points: list[int] | None = None) 
         meta = {"schema_version": SCHEMA_VERSION, "task": False}
         if CHECK_TAG in tags:
             name = _check_name(cell, check_number + 1)
-            meta |= {"grade": True, "solution": False, "locked": True, "points": points[check_number],
-                     "grade_id": _grade_id(f"check_{check_number + 1}_{name}", used)}
+            meta |= {
+                "grade": True,
+                "solution": False,
+                "locked": True,
+                "points": points[check_number],
+                "grade_id": _grade_id(f"check_{check_number + 1}_{name}", used),
+            }
             check_number += 1
             cell.metadata["tags"] = [t for t in tags if t not in (CHECK_TAG, RAISES_TAG)]
         elif _REGION.search(cell.source):
             solution_number += 1
             cell.source = _REGION.sub(_hints_above, cell.source)
-            meta |= {"grade": False, "solution": True, "locked": False, "grade_id": _grade_id(f"solution_{solution_number}", used)}
+            meta |= {
+                "grade": False,
+                "solution": True,
+                "locked": False,
+                "grade_id": _grade_id(f"solution_{solution_number}", used),
+            }
         else:
-            meta |= {"grade": False, "solution": False, "locked": True, "grade_id": _grade_id(f"given_{len(used) + 1}", used)}
+            meta |= {
+                "grade": False,
+                "solution": False,
+                "locked": True,
+                "grade_id": _grade_id(f"given_{len(used) + 1}", used),
+            }
         cell.metadata["nbgrader"] = meta
         if not cell.metadata.get("tags"):
             cell.metadata.pop("tags", None)

@@ -100,7 +100,9 @@ def run(
         startup.mkdir(parents=True)
         shutil.copy(STARTUP, startup / "00-no-progress-bars.py")
         try:
-            client.execute(env={**os.environ, **EXECUTION_ENV, "IPYTHONDIR": ipython_dir, **(env or {})})
+            client.execute(
+                env={**os.environ, **EXECUTION_ENV, "IPYTHONDIR": ipython_dir, **(env or {})}
+            )
         except DeadKernelError:
             raise KernelDied(running[0], nb) from None
     return nb
@@ -117,7 +119,11 @@ def execute(path: str | Path, timeout: int = 900, env: dict[str, str] | None = N
     nb = run(nbformat.read(path, as_version=4), path.parent, env=env, timeout=timeout)
     seconds = time.perf_counter() - start
     used = {**EXECUTION_ENV, **(env or {})}
-    nb.metadata["zen"] = {"code_hash": code_hash(nb), "scale": used["ZEN_SCALE"], "device": used["ZEN_DEVICE"]}
+    nb.metadata["zen"] = {
+        "code_hash": code_hash(nb),
+        "scale": used["ZEN_SCALE"],
+        "device": used["ZEN_DEVICE"],
+    }
     nbformat.write(nb, path)
     return seconds
 
@@ -129,7 +135,9 @@ def freshness_problems(nb: nbformat.NotebookNode) -> list[str]:
     if recorded is None:
         problems.append("no metadata.zen.code_hash: the notebook was never run by `zen execute`")
     elif recorded != code_hash(nb):
-        problems.append("code cells changed after the outputs were made (code hash differs): run `zen execute` on it")
+        problems.append(
+            "code cells changed after the outputs were made (code hash differs): run `zen execute` on it"
+        )
     code_cells = [c for c in nb.cells if c.cell_type == "code"]
     counts = [c.execution_count for c in code_cells]
     if any(c is None for c in counts):
@@ -152,8 +160,10 @@ def find_notebooks(paths: Iterable[str | Path]) -> list[Path]:
     for p in map(Path, paths):
         if p.is_dir():
             found += [
-                q for q in sorted(p.rglob("*.ipynb"))
-                if ".ipynb_checkpoints" not in q.parts and q.resolve().parent.parts[-2:] != ("labs", "source")
+                q
+                for q in sorted(p.rglob("*.ipynb"))
+                if ".ipynb_checkpoints" not in q.parts
+                and q.resolve().parent.parts[-2:] != ("labs", "source")
             ]
         elif p.suffix == ".ipynb" and p.exists():
             found.append(p)

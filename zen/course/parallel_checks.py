@@ -25,11 +25,31 @@ from torch import nn
 from zen.course.labcheck import LabCheckFailed, passed
 from zen.parallel.launch import launch
 
-_COLLECTIVES = ("all_reduce", "reduce_scatter", "reduce_scatter_tensor", "reduce_scatter_single", "all_reduce_coalesced",
-                "all_gather", "all_gather_into_tensor", "all_gather_single", "all_gather_tensor", "all_gather_object",
-                "broadcast", "broadcast_object_list", "reduce", "all_to_all", "all_to_all_single", "scatter", "gather")
+_COLLECTIVES = (
+    "all_reduce",
+    "reduce_scatter",
+    "reduce_scatter_tensor",
+    "reduce_scatter_single",
+    "all_reduce_coalesced",
+    "all_gather",
+    "all_gather_into_tensor",
+    "all_gather_single",
+    "all_gather_tensor",
+    "all_gather_object",
+    "broadcast",
+    "broadcast_object_list",
+    "reduce",
+    "all_to_all",
+    "all_to_all_single",
+    "scatter",
+    "gather",
+)
 _P2P = ("send", "recv", "isend", "irecv")
-_COMPUTING, _FINISHED, _STARTING = 0, -1, -3  # a rank's state; k > 0: waiting for rank k - 1; -2: inside a collective
+_COMPUTING, _FINISHED, _STARTING = (
+    0,
+    -1,
+    -3,
+)  # a rank's state; k > 0: waiting for rank k - 1; -2: inside a collective
 
 
 def _fail(name: str, what: str, hint: str) -> None:
@@ -43,7 +63,10 @@ def _student_traceback(text: str) -> str:
     kept, skip = [], False
     for line in lines[1:-1]:
         if line.startswith("  File "):
-            skip = any(part in line for part in ("/zen/", "/torch/", "/multiprocessing/", "/site-packages/"))
+            skip = any(
+                part in line
+                for part in ("/zen/", "/torch/", "/multiprocessing/", "/site-packages/")
+            )
         if not skip:
             kept.append(line)
     return "\n".join(["Traceback (your code only):", *kept, lines[-1]]) if kept else lines[-1]
@@ -57,7 +80,9 @@ class _Work:
 
     def wait(self, *args: Any, **kwargs: Any) -> Any:
         self.state[self.rank] = self.peer + 1
-        result = self.work.wait(*args, **kwargs)  # a wait that times out leaves the rank marked as waiting
+        result = self.work.wait(
+            *args, **kwargs
+        )  # a wait that times out leaves the rank marked as waiting
         self.state[self.rank] = _COMPUTING
         return result
 
@@ -65,7 +90,9 @@ class _Work:
         return getattr(self.work, name)
 
 
-def _instrument(state: Any, namespaces: list[dict], ban_collectives: bool) -> list[tuple[str, int, int]]:
+def _instrument(
+    state: Any, namespaces: list[dict], ban_collectives: bool
+) -> list[tuple[str, int, int]]:
     """Record this rank's point-to-point traffic, check peers, mark waits; ban or mark collectives.
 
     Every reference to the original functions in ``torch.distributed.*`` modules and in
@@ -93,8 +120,10 @@ def _instrument(state: Any, namespaces: list[dict], ban_collectives: bool) -> li
             tensor = args[0] if args else kwargs.get("tensor")
             peer = args[1] if len(args) > 1 else kwargs.get("dst", kwargs.get("src"))
             if peer is None or not (isinstance(peer, int) and 0 <= peer < p) or peer == r:
-                raise ValueError(f"invalid rank: rank {r} called dist.{kind} with peer {peer!r}, but the peers "
-                                 f"of rank {r} are the other ranks 0 … {p - 1}")
+                raise ValueError(
+                    f"invalid rank: rank {r} called dist.{kind} with peer {peer!r}, but the peers "
+                    f"of rank {r} are the other ranks 0 … {p - 1}"
+                )
             log.append((kind, peer, tensor.numel()))
             if kind in ("isend", "irecv"):
                 return _Work(original(*args, **kwargs), state, r, peer)
@@ -102,6 +131,7 @@ def _instrument(state: Any, namespaces: list[dict], ban_collectives: bool) -> li
             result = original(*args, **kwargs)
             state[r] = _COMPUTING
             return result
+
         return wrapper
 
     def collective(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
@@ -109,8 +139,10 @@ def _instrument(state: Any, namespaces: list[dict], ban_collectives: bool) -> li
             if depth[0]:
                 return original(*args, **kwargs)
             if ban_collectives:
-                raise AssertionError(f"only point-to-point messages (dist.send/recv/isend/irecv) are allowed, "
-                                     f"not the collective {name}")
+                raise AssertionError(
+                    f"only point-to-point messages (dist.send/recv/isend/irecv) are allowed, "
+                    f"not the collective {name}"
+                )
             state[r], depth[0] = -2, depth[0] + 1
             try:
                 result = original(*args, **kwargs)
@@ -118,14 +150,21 @@ def _instrument(state: Any, namespaces: list[dict], ban_collectives: bool) -> li
                 depth[0] -= 1
             state[r] = _COMPUTING
             return result
+
         return wrapper
 
-    modules = [m for n, m in list(sys.modules.items()) if n.startswith("torch.distributed") and m is not None]
+    modules = [
+        m
+        for n, m in list(sys.modules.items())
+        if n.startswith("torch.distributed") and m is not None
+    ]
     for module in modules:
         for name in _P2P + _COLLECTIVES:
             original = vars(module).get(name)
             if callable(original) and id(original) not in replace:
-                replace[id(original)] = p2p(name, original) if name in _P2P else collective(name, original)
+                replace[id(original)] = (
+                    p2p(name, original) if name in _P2P else collective(name, original)
+                )
     for namespace in [vars(m) for m in modules] + namespaces:
         for key, value in list(namespace.items()):
             if id(value) in replace:
@@ -139,18 +178,33 @@ def _stalled(name: str, world_size: int, state: Any, timeout: float, hint: str) 
     __tracebackhide__ = True
     starting = [k for k in range(world_size) if state[k] == _STARTING]
     if starting:
-        _fail(name, f"with {world_size} processes ranks {starting} had not started after {timeout:g} s",
-              "the machine is busy: run the check again, or pass a longer timeout")
+        _fail(
+            name,
+            f"with {world_size} processes ranks {starting} had not started after {timeout:g} s",
+            "the machine is busy: run the check again, or pass a longer timeout",
+        )
     busy = [k for k in range(world_size) if state[k] == _COMPUTING]
     if busy:
-        _fail(name, f"with {world_size} processes rank {busy[0]} was still computing after {timeout:g} s: an endless loop?",
-              "look for a loop whose condition never changes")
-    waits = ", ".join(f"rank {k} waits for rank {state[k] - 1}" if state[k] > 0 else f"rank {k} waits in a collective"
-                      for k in range(world_size) if state[k] != _FINISHED)
-    _fail(name, f"with {world_size} processes your code deadlocked: {waits}, and nobody sends", hint)
+        _fail(
+            name,
+            f"with {world_size} processes rank {busy[0]} was still computing after {timeout:g} s: an endless loop?",
+            "look for a loop whose condition never changes",
+        )
+    waits = ", ".join(
+        f"rank {k} waits for rank {state[k] - 1}"
+        if state[k] > 0
+        else f"rank {k} waits in a collective"
+        for k in range(world_size)
+        if state[k] != _FINISHED
+    )
+    _fail(
+        name, f"with {world_size} processes your code deadlocked: {waits}, and nobody sends", hint
+    )
 
 
-def _run(fn: Callable[..., Any], world_size: int, *args: Any, name: str, timeout: float, hint: str) -> list[Any]:
+def _run(
+    fn: Callable[..., Any], world_size: int, *args: Any, name: str, timeout: float, hint: str
+) -> list[Any]:
     """``launch`` that turns a worker's failure into lab feedback: a TODO, an error, an invalid rank,
     a deadlock (every unfinished rank waits for a message) or an endless computation."""
     __tracebackhide__ = True
@@ -164,21 +218,38 @@ def _run(fn: Callable[..., Any], world_size: int, *args: Any, name: str, timeout
     except RuntimeError as err:
         text = str(err)
         if "NotImplementedError" in text:
-            _fail(name, "not implemented yet", "replace the `raise NotImplementedError` line with your code")
+            _fail(
+                name,
+                "not implemented yet",
+                "replace the `raise NotImplementedError` line with your code",
+            )
         if "only point-to-point" in text:
-            _fail(name, "a collective was called", "use only point-to-point messages (dist.send/recv/isend/irecv)")
+            _fail(
+                name,
+                "a collective was called",
+                "use only point-to-point messages (dist.send/recv/isend/irecv)",
+            )
         if "Timed out" in text and any(state[k] > 0 or state[k] == -2 for k in range(world_size)):
             _stalled(name, world_size, state, timeout, hint)  # gloo's own timeout fired first
         rank = text.split(" of ")[0] if text.startswith("rank ") else "a rank"
         tb = text.split("failed:\n", 1)[-1]
         invalid = re.search(r"^ValueError: invalid rank: (.*)$", tb, re.M)
         if invalid:
-            _fail(name, f"with {world_size} processes {invalid.group(1)}",
-                  "ranks go from 0 to world_size - 1: wrap neighbours around with % p")
-        _fail(name, f"with {world_size} processes {rank} raised an error:\n{_student_traceback(tb)}", hint)
+            _fail(
+                name,
+                f"with {world_size} processes {invalid.group(1)}",
+                "ranks go from 0 to world_size - 1: wrap neighbours around with % p",
+            )
+        _fail(
+            name,
+            f"with {world_size} processes {rank} raised an error:\n{_student_traceback(tb)}",
+            hint,
+        )
 
 
-def _compare(got: torch.Tensor, expected: torch.Tensor, what: str, atol: float = 1e-5) -> str | None:
+def _compare(
+    got: torch.Tensor, expected: torch.Tensor, what: str, atol: float = 1e-5
+) -> str | None:
     """``None`` if equal within ``atol``, else a sentence naming the first difference."""
     if not isinstance(got, torch.Tensor):
         return f"{what}: expected a tensor, got {type(got).__name__}"
@@ -196,7 +267,9 @@ def _compare(got: torch.Tensor, expected: torch.Tensor, what: str, atol: float =
 # ------------------------------------------------------------------------------ lab (a)
 
 
-def _ring_worker(state: Any, fn: Callable[[torch.Tensor], torch.Tensor], n: int) -> tuple[torch.Tensor, torch.Tensor, list]:
+def _ring_worker(
+    state: Any, fn: Callable[[torch.Tensor], torch.Tensor], n: int
+) -> tuple[torch.Tensor, torch.Tensor, list]:
     g = torch.Generator().manual_seed(100 + dist.get_rank())
     x = torch.randn(n, generator=g)
     expected = x.clone()
@@ -219,13 +292,19 @@ def _ring_traffic_problem(log: list[tuple[str, int, int]], rank: int, p: int, n:
             return f"rank {rank} received from rank {peer}; in a ring it receives only from its left neighbour {left}"
     want = 2 * (p - 1) * n // p
     if sent != want or received != want:
-        return (f"rank {rank} sent {sent} and received {received} elements; a ring all-reduce of {n} elements "
-                f"moves 2(p−1)/p·n = {want} each way")
+        return (
+            f"rank {rank} sent {sent} and received {received} elements; a ring all-reduce of {n} elements "
+            f"moves 2(p−1)/p·n = {want} each way"
+        )
     return None
 
 
-def check_ring_all_reduce(fn: Callable[[torch.Tensor], torch.Tensor], world_sizes: tuple[int, ...] = (2, 3, 4),
-                          n: int = 12, timeout: float = 30.0) -> None:
+def check_ring_all_reduce(
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    world_sizes: tuple[int, ...] = (2, 3, 4),
+    n: int = 12,
+    timeout: float = 30.0,
+) -> None:
     """``fn(t)`` must sum ``t`` over ranks in place (and return it) with ring traffic: send/recv to neighbours only.
 
     ``n`` must be a multiple of every world size (so each rank moves exactly 2(p−1)/p·n elements).
@@ -234,20 +313,36 @@ def check_ring_all_reduce(fn: Callable[[torch.Tensor], torch.Tensor], world_size
         raise ValueError(f"n must be a multiple of every world size {world_sizes}, got n={n}")
     name = "ring all-reduce"
     for p in world_sizes:
-        results = _run(_ring_worker, p, fn, n, name=name, timeout=timeout,
-                       hint="start each send with dist.isend, then dist.recv, then wait() for the send")
+        results = _run(
+            _ring_worker,
+            p,
+            fn,
+            n,
+            name=name,
+            timeout=timeout,
+            hint="start each send with dist.isend, then dist.recv, then wait() for the send",
+        )
         for rank, (got, expected, _) in enumerate(results):
             problem = _compare(got, expected, f"with {p} processes, rank {rank}")
             if problem:
-                _fail(name, f"{problem} (expected the sum over ranks)",
-                      "after the reduce-scatter phase each rank owns one fully summed chunk; the all-gather phase "
-                      "must copy received chunks, not add them")
+                _fail(
+                    name,
+                    f"{problem} (expected the sum over ranks)",
+                    "after the reduce-scatter phase each rank owns one fully summed chunk; the all-gather phase "
+                    "must copy received chunks, not add them",
+                )
         for rank, (_, _, log) in enumerate(results):
             problem = _ring_traffic_problem(log, rank, p, n)
             if problem:
-                _fail(name, f"with {p} processes {problem}",
-                      "send one chunk of n/p elements per step, p−1 steps to reduce and p−1 steps to gather")
-    passed(name, f"on {', '.join(map(str, world_sizes))} processes, neighbours only, 2(p−1)/p·n elements per rank")
+                _fail(
+                    name,
+                    f"with {p} processes {problem}",
+                    "send one chunk of n/p elements per step, p−1 steps to reduce and p−1 steps to gather",
+                )
+    passed(
+        name,
+        f"on {', '.join(map(str, world_sizes))} processes, neighbours only, 2(p−1)/p·n elements per rank",
+    )
 
 
 def _dp_model() -> nn.Module:
@@ -260,7 +355,9 @@ def _dp_data() -> tuple[torch.Tensor, torch.Tensor]:
     return torch.randn(12, 5, generator=g), torch.randint(0, 3, (12,), generator=g)
 
 
-def _dp_worker(state: Any, fn: Callable[..., float], steps: int) -> tuple[list[float], list[torch.Tensor]]:
+def _dp_worker(
+    state: Any, fn: Callable[..., float], steps: int
+) -> tuple[list[float], list[torch.Tensor]]:
     r, p = dist.get_rank(), dist.get_world_size()
     _instrument(state, [getattr(fn, "__globals__", {})], ban_collectives=False)
     model = _dp_model()
@@ -272,8 +369,12 @@ def _dp_worker(state: Any, fn: Callable[..., float], steps: int) -> tuple[list[f
     return losses, [q.detach().clone() for q in model.parameters()]
 
 
-def check_data_parallel_step(fn: Callable[..., float], world_sizes: tuple[int, ...] = (2, 4),
-                             steps: int = 2, timeout: float = 30.0) -> None:
+def check_data_parallel_step(
+    fn: Callable[..., float],
+    world_sizes: tuple[int, ...] = (2, 4),
+    steps: int = 2,
+    timeout: float = 30.0,
+) -> None:
     """``fn(model, optimizer, x, y)`` must make one data-parallel SGD step (cross-entropy).
 
     After ``steps`` steps every rank's parameters must equal one process training on the
@@ -288,15 +389,30 @@ def check_data_parallel_step(fn: Callable[..., float], world_sizes: tuple[int, .
     names = [name for name, _ in model.named_parameters()]
     name = "data-parallel step"
     for p in world_sizes:
-        results = _run(_dp_worker, p, fn, steps, name=name, timeout=timeout,
-                       hint="every rank must take part in the same all-reduces, in the same order")
+        results = _run(
+            _dp_worker,
+            p,
+            fn,
+            steps,
+            name=name,
+            timeout=timeout,
+            hint="every rank must take part in the same all-reduces, in the same order",
+        )
         for rank, (_, params) in enumerate(results):
             for param, got, expected in zip(names, params, model.parameters()):
-                problem = _compare(got, expected.detach(), f"with {p} processes, rank {rank}, parameter {param}")
+                problem = _compare(
+                    got, expected.detach(), f"with {p} processes, rank {rank}, parameter {param}"
+                )
                 if problem:
-                    _fail(name, f"{problem} (expected: one process trained on the whole batch)",
-                          "zero the gradients, all-reduce them, divide by the number of processes, then step")
-    passed(name, f"equal to one process on the global batch with {', '.join(map(str, world_sizes))} processes")
+                    _fail(
+                        name,
+                        f"{problem} (expected: one process trained on the whole batch)",
+                        "zero the gradients, all-reduce them, divide by the number of processes, then step",
+                    )
+    passed(
+        name,
+        f"equal to one process on the global batch with {', '.join(map(str, world_sizes))} processes",
+    )
 
 
 # ------------------------------------------------------------------------------ lab (b)
@@ -327,15 +443,25 @@ def _tp_worker(state: Any, cls: type, kind: str, d_in: int, d_out: int) -> dict[
     return out
 
 
-def check_parallel_linear(cls: type, kind: str, world_sizes: tuple[int, ...] = (2, 4),
-                          d_in: int = 8, d_out: int = 12, timeout: float = 30.0) -> None:
+def check_parallel_linear(
+    cls: type,
+    kind: str,
+    world_sizes: tuple[int, ...] = (2, 4),
+    d_in: int = 8,
+    d_out: int = 12,
+    timeout: float = 30.0,
+) -> None:
     """``cls(linear, world_size, rank)`` must be the ``kind`` (``"column"`` or ``"row"``) slice of ``linear``.
 
     Checks the output, the input gradient and the weight gradient against ``linear`` on one
     process, for the loss ``sum(y²)`` of the full output.
     """
     if not isinstance(cls, type):
-        _fail(f"{kind}-parallel linear", f"expected a class, got {type(cls).__name__}", "pass the class itself, not an instance")
+        _fail(
+            f"{kind}-parallel linear",
+            f"expected a class, got {type(cls).__name__}",
+            "pass the class itself, not an instance",
+        )
     if kind not in ("column", "row"):
         raise ValueError(f"kind must be 'column' or 'row', got {kind!r}")
     torch.manual_seed(0)
@@ -345,23 +471,33 @@ def check_parallel_linear(cls: type, kind: str, world_sizes: tuple[int, ...] = (
     y.square().sum().backward()
     hints = {
         "column": "keep rows rank*d_out/p … of linear.weight (nn.Linear stores (d_out, d_in)) and their bias; "
-                  "pass the input through copy_to_parallel so its gradient is all-reduced in backward",
+        "pass the input through copy_to_parallel so its gradient is all-reduced in backward",
         "row": "keep columns rank*d_in/p … of linear.weight; all-reduce with reduce_from_parallel "
-               "and add the bias once, after the sum",
+        "and add the bias once, after the sum",
     }
     name = f"{kind}-parallel linear"
     for p in world_sizes:
-        for rank, out in enumerate(_run(_tp_worker, p, cls, kind, d_in, d_out, name=name, timeout=timeout, hint=hints[kind])):
+        for rank, out in enumerate(
+            _run(
+                _tp_worker, p, cls, kind, d_in, d_out, name=name, timeout=timeout, hint=hints[kind]
+            )
+        ):
             if kind == "column":
                 want_y, want_x = y.detach().chunk(p, dim=-1)[rank], x.grad
                 want_w = linear.weight.grad.chunk(p, dim=0)[rank]
             else:
                 want_y, want_x = y.detach(), x.grad.chunk(p, dim=-1)[rank]
                 want_w = linear.weight.grad.chunk(p, dim=1)[rank]
-            for what, got, want in (("output", out["y"], want_y), ("input gradient", out["x_grad"], want_x),
-                                    ("weight gradient", out["w_grad"], want_w)):
+            for what, got, want in (
+                ("output", out["y"], want_y),
+                ("input gradient", out["x_grad"], want_x),
+                ("weight gradient", out["w_grad"], want_w),
+            ):
                 where = f"with {p} processes, rank {rank}, {what}"
                 problem = _compare(got, want, where) if got is not None else f"{where} is None"
                 if problem:
                     _fail(name, problem, hints[kind])
-    passed(name, f"output and gradients equal nn.Linear with {', '.join(map(str, world_sizes))} processes")
+    passed(
+        name,
+        f"output and gradients equal nn.Linear with {', '.join(map(str, world_sizes))} processes",
+    )

@@ -105,7 +105,9 @@ def failures_of(nb: nbformat.NotebookNode) -> list[str]:
                 message = str(out.get("evalue", "")).strip().splitlines()
                 line = _failing_line(out.get("traceback", []))
                 where = f"cell {number}" + (f" `{line}`" if line else "")
-                found.append(f"{where}: {out.get('ename')}: {message[0] if message else ''}".rstrip(": "))
+                found.append(
+                    f"{where}: {out.get('ename')}: {message[0] if message else ''}".rstrip(": ")
+                )
     return found
 
 
@@ -115,8 +117,16 @@ def run_pair(path: Path, seed: int, threads: int, timeout: int = 900) -> PairRes
     start = time.perf_counter()
     try:
         nb = nbformat.read(path, as_version=4)
-        failures = failures_of(run(nb, path.parent, env=env, timeout=timeout, allow_errors=True,
-                                   interrupt_on_timeout=True))
+        failures = failures_of(
+            run(
+                nb,
+                path.parent,
+                env=env,
+                timeout=timeout,
+                allow_errors=True,
+                interrupt_on_timeout=True,
+            )
+        )
     except Exception as err:  # the kernel died or could not start
         failures = [f"the run broke off: {type(err).__name__}: {str(err).strip().splitlines()[0]}"]
     return PairResult(path, seed, threads, failures, time.perf_counter() - start)
@@ -204,8 +214,10 @@ def update_record(record_path: Path, results: Iterable[PairResult]) -> list[Path
             entry = record[path.name] = {"code_hash": digest, "results": {}}
         entry["results"][pair_key(result.seed, result.threads)] = result.summary
         entry["results"] = dict(sorted(entry["results"].items()))
-    record_path.write_text(json.dumps(dict(sorted(record.items())), indent=1, ensure_ascii=False) + "\n",
-                           encoding="utf-8")
+    record_path.write_text(
+        json.dumps(dict(sorted(record.items())), indent=1, ensure_ascii=False) + "\n",
+        encoding="utf-8",
+    )
     return sorted(set(skipped))
 
 
@@ -239,7 +251,10 @@ def table(results: Sequence[PairResult]) -> str:
     width = max(len(n) for n in names)
     lines = [" ".join([f"{'notebook':<{width}}"] + [f"{h:>6}" for h in heads])]
     for name in names:
-        cells = [("pass" if by[(name, s, t)].passed else "FAIL") if (name, s, t) in by else "-" for s, t in pairs]
+        cells = [
+            ("pass" if by[(name, s, t)].passed else "FAIL") if (name, s, t) in by else "-"
+            for s, t in pairs
+        ]
         lines.append(" ".join([f"{name:<{width}}"] + [f"{c:>6}" for c in cells]))
     failed = [r for r in results if not r.passed]
     if failed:
