@@ -367,6 +367,83 @@ def _whole(t: torch.Tensor) -> bool:
     return t.dim() <= 1 and t.numel() <= 8
 
 
+def difference(
+    got: Any,
+    expected: torch.Tensor,
+    *,
+    atol: float,
+    rtol: float,
+    check_dtype: bool = False,
+    sizes: set[int] | None = None,
+) -> tuple[str, str] | None:
+    """How ``got`` differs from ``expected``: ``(what differs, a default hint)``, or ``None``.
+
+    The one comparison rule of the lab checks (:mod:`zen.course.parallel_checks` uses it too):
+    integers and booleans must be equal; floats may differ by ``atol + rtol·|expected|``; the
+    message names the first differing index and, where ``got`` is a constant multiple of the
+    expected value, says so.
+    """
+    if got is None:
+        return (
+            f"got None, expected a tensor of shape {tuple(expected.shape)}",
+            "did you forget `return`?",
+        )
+    if not isinstance(got, torch.Tensor):
+        try:
+            got = torch.as_tensor(got, dtype=expected.dtype)
+        except (TypeError, ValueError, RuntimeError):
+            return (
+                f"got a {type(got).__name__}, expected a torch.Tensor of shape {tuple(expected.shape)}",
+                "",
+            )
+    if tuple(got.shape) != tuple(expected.shape):
+        return (
+            f"shape is {tuple(got.shape)}, expected {tuple(expected.shape)}",
+            "check which axis you sum or multiply over",
+        )
+    if check_dtype and got.dtype != expected.dtype:
+        return f"dtype is {got.dtype}, expected {expected.dtype}", ""
+    exact = not (expected.is_floating_point() or expected.is_complex())
+    if exact:  # integers and booleans: equal or not, no tolerance
+        if got.is_floating_point() and not bool((got == got.round()).all()):
+            return f"got non-integer values, expected integers (dtype {expected.dtype})", ""
+        got_i, exp_i = got.detach().cpu().to(torch.int64), expected.detach().cpu().to(torch.int64)
+        wrong = got_i != exp_i
+        if not wrong.any():
+            return None
+        if _whole(got_i):
+            return f"expected {_values(exp_i)}, got {_values(got_i)}", ""
+        idx = tuple(int(i) for i in wrong.nonzero()[0])
+        return (
+            f"values differ at index {idx}: expected {exp_i[idx].item()}, got {got_i[idx].item()} "
+            f"({int(wrong.sum())} of {wrong.numel()} entries wrong)",
+            "",
+        )
+    got = got.detach().to("cpu", torch.float64)
+    exp = expected.detach().to("cpu", torch.float64)
+    bad = ~torch.isfinite(got) & torch.isfinite(exp)
+    if bad.any():
+        idx = tuple(int(i) for i in bad.nonzero()[0])
+        return (
+            f"contains NaN or inf, first at index {idx} (got {got[idx].item()}, expected {exp[idx].item()})",
+            "look for a division by zero, a log of 0 or an exploding update",
+        )
+    close = torch.isclose(got, exp, atol=atol, rtol=rtol, equal_nan=True)
+    if close.all():
+        return None
+    factor = _constant_factor(got, exp) if bool(torch.isfinite(exp).all()) else None
+    scale = f"; {_factor_message(factor, sizes or set())}" if factor is not None else ""
+    if _whole(got):
+        return f"expected {_values(exp)}, got {_values(got)}{scale}", ""
+    idx = tuple(int(i) for i in (~close).nonzero()[0])
+    worst = (got - exp).abs().max().item()
+    return (
+        f"values differ at index {idx}: expected {exp[idx].item():.6g}, got {got[idx].item():.6g} "
+        f"({int((~close).sum())} of {close.numel()} entries wrong; largest error {worst:.3g}){scale}",
+        "",
+    )
+
+
 def _compare(
     got: Any,
     expected: torch.Tensor,
@@ -378,71 +455,10 @@ def _compare(
     sizes: set[int] | None = None,
 ) -> None:
     __tracebackhide__ = True
-    if got is None:
-        _fail(
-            name,
-            f"got None, expected a tensor of shape {tuple(expected.shape)}",
-            hint or "did you forget `return`?",
-        )
-    if not isinstance(got, torch.Tensor):
-        try:
-            got = torch.as_tensor(got, dtype=expected.dtype)
-        except (TypeError, ValueError, RuntimeError):
-            _fail(
-                name,
-                f"got a {type(got).__name__}, expected a torch.Tensor of shape {tuple(expected.shape)}",
-                hint,
-            )
-    if tuple(got.shape) != tuple(expected.shape):
-        _fail(
-            name,
-            f"shape is {tuple(got.shape)}, expected {tuple(expected.shape)}",
-            hint or "check which axis you sum or multiply over",
-        )
-    if check_dtype and got.dtype != expected.dtype:
-        _fail(name, f"dtype is {got.dtype}, expected {expected.dtype}", hint)
-    exact = not (expected.is_floating_point() or expected.is_complex())
-    if exact:  # integers and booleans: equal or not, no tolerance
-        if got.is_floating_point() and not bool((got == got.round()).all()):
-            _fail(name, f"got non-integer values, expected integers (dtype {expected.dtype})", hint)
-        got_i, exp_i = got.detach().cpu().to(torch.int64), expected.detach().cpu().to(torch.int64)
-        wrong = got_i != exp_i
-        if wrong.any():
-            if _whole(got_i):
-                _fail(name, f"expected {_values(exp_i)}, got {_values(got_i)}", hint)
-            idx = tuple(int(i) for i in wrong.nonzero()[0])
-            _fail(
-                name,
-                f"values differ at index {idx}: expected {exp_i[idx].item()}, got {got_i[idx].item()} "
-                f"({int(wrong.sum())} of {wrong.numel()} entries wrong)",
-                hint,
-            )
-        return
-    got = got.detach().to("cpu", torch.float64)
-    exp = expected.detach().to("cpu", torch.float64)
-    bad = ~torch.isfinite(got) & torch.isfinite(exp)
-    if bad.any():
-        idx = tuple(int(i) for i in bad.nonzero()[0])
-        _fail(
-            name,
-            f"contains NaN or inf, first at index {idx} (got {got[idx].item()}, expected {exp[idx].item()})",
-            hint or "look for a division by zero, a log of 0 or an exploding update",
-        )
-    close = torch.isclose(got, exp, atol=atol, rtol=rtol, equal_nan=True)
-    if close.all():
-        return
-    factor = _constant_factor(got, exp) if bool(torch.isfinite(exp).all()) else None
-    scale = f"; {_factor_message(factor, sizes or set())}" if factor is not None else ""
-    if _whole(got):
-        _fail(name, f"expected {_values(exp)}, got {_values(got)}{scale}", hint)
-    idx = tuple(int(i) for i in (~close).nonzero()[0])
-    worst = (got - exp).abs().max().item()
-    _fail(
-        name,
-        f"values differ at index {idx}: expected {exp[idx].item():.6g}, got {got[idx].item():.6g} "
-        f"({int((~close).sum())} of {close.numel()} entries wrong; largest error {worst:.3g}){scale}",
-        hint,
-    )
+    found = difference(got, expected, atol=atol, rtol=rtol, check_dtype=check_dtype, sizes=sizes)
+    if found is not None:
+        what, default_hint = found
+        _fail(name, what, hint or default_hint)
 
 
 def _check_tolerance(atol: float, rtol: float) -> None:

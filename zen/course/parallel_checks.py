@@ -22,7 +22,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from zen.course.labcheck import LabCheckFailed, passed
+from zen.course.labcheck import LabCheckFailed, difference, passed
 from zen.parallel.launch import launch
 
 _COLLECTIVES = (
@@ -250,18 +250,10 @@ def _run(
 def _compare(
     got: torch.Tensor, expected: torch.Tensor, what: str, atol: float = 1e-5
 ) -> str | None:
-    """``None`` if equal within ``atol``, else a sentence naming the first difference."""
-    if not isinstance(got, torch.Tensor):
-        return f"{what}: expected a tensor, got {type(got).__name__}"
-    if got.shape != expected.shape:
-        return f"{what}: expected shape {tuple(expected.shape)}, got {tuple(got.shape)}"
-    if not torch.isfinite(got).all():
-        return f"{what}: contains NaN or inf"
-    bad = (got - expected).abs() > atol + 1e-4 * expected.abs()
-    if bad.any():
-        i = tuple(int(k) for k in bad.nonzero()[0])
-        return f"{what}: at index {i} expected {expected[i].item():.5g}, got {got[i].item():.5g}"
-    return None
+    """``None`` if equal within ``atol`` (and ``1e-4`` relative), else a sentence naming the first
+    difference: the lab checks' one comparison rule, :func:`zen.course.labcheck.difference`."""
+    found = difference(got, expected, atol=atol, rtol=1e-4)
+    return None if found is None else f"{what}: {found[0]}"
 
 
 # ------------------------------------------------------------------------------ lab (a)
