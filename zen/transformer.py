@@ -172,9 +172,8 @@ class TransformerBlock(nn.Module):
         self, x: torch.Tensor, norm: nn.LayerNorm, sublayer: Callable[[torch.Tensor], torch.Tensor]
     ) -> torch.Tensor:
         if self.norm_first:
-            return x + self.dropout(
-                sublayer(norm(x))
-            )  # pre-norm: the stream itself is never normalised
+            # pre-norm: the stream itself is never normalised
+            return x + self.dropout(sublayer(norm(x)))
         return norm(x + self.dropout(sublayer(x)))  # post-norm: normalise after every addition
 
     def forward(
