@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 import time
 
@@ -691,3 +692,29 @@ def test_ring_check_names_a_deadlock_and_who_waits():
 def test_ring_check_rejects_bad_input():
     with pytest.raises(ValueError, match="multiple of every world size"):
         checks.check_ring_all_reduce(ring_all_reduce, world_sizes=(5,), n=12)
+
+
+def test_launch_starts_a_fresh_group_when_no_rank_could_join(monkeypatch):
+    # gloo's mesh set-up can fail on a busy machine before fn runs anywhere: launch retries
+    launcher = importlib.import_module("zen.parallel.launch")  # the package re-exports launch()
+
+    calls = []
+    run_group = launcher._run_group
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise launcher._JoinFailed("rank 0: Gloo connectFullMesh failed")
+        return run_group(*args, **kwargs)
+
+    monkeypatch.setattr(launcher, "_run_group", flaky)
+    assert launch(dist.get_rank, 2) == [0, 1] and len(calls) == 2
+
+
+def test_launch_gives_up_after_repeated_join_failures(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise RuntimeError("no mesh today")
+
+    monkeypatch.setattr(dist, "init_process_group", refuse)  # forked workers inherit it
+    with pytest.raises(RuntimeError, match="could not join the process group"):
+        launch(dist.get_rank, 2, timeout=20)

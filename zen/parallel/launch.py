@@ -42,6 +42,15 @@ import torch.distributed as dist
 
 from zen import validate
 
+#: how often launch starts a fresh process group when no rank could join the last one
+_JOIN_ATTEMPTS = 3
+_JOIN_FAILED = "could not join the process group:\n"
+
+
+class _JoinFailed(RuntimeError):
+    """No rank got past ``init_process_group``: fn never ran, so a fresh group may be tried."""
+
+
 BACKENDS = ("gloo", "nccl")
 
 
@@ -63,13 +72,17 @@ def _worker(
         os.environ["LOCAL_RANK"] = str(rank)
         if backend == "nccl":
             torch.cuda.set_device(rank % torch.cuda.device_count())
-        dist.init_process_group(
-            backend,
-            init_method=f"file://{store}",
-            rank=rank,
-            world_size=world_size,
-            timeout=timedelta(seconds=timeout),
-        )
+        try:
+            dist.init_process_group(
+                backend,
+                init_method=f"file://{store}",
+                rank=rank,
+                world_size=world_size,
+                timeout=timedelta(seconds=timeout),
+            )
+        except Exception:  # fn never ran: the launcher may try a fresh group
+            results.put((rank, False, _JOIN_FAILED + traceback.format_exc()))
+            return
         try:
             value = fn(*args, **kwargs)
         finally:
@@ -135,6 +148,29 @@ def launch(
             ) from None
         method = "spawn"
     ctx = mp.get_context(method)
+    for attempt in range(_JOIN_ATTEMPTS):
+        try:
+            return _run_group(ctx, method, fn, world_size, backend, args, kwargs, timeout, threads)
+        except _JoinFailed as err:
+            # gloo's TCP mesh set-up fails now and then on a busy machine ("connectFullMesh
+            # failed … Connection closed by peer") before fn has run anywhere: start a fresh group
+            if attempt == _JOIN_ATTEMPTS - 1:
+                raise RuntimeError(str(err)) from None
+    raise AssertionError("unreachable")
+
+
+def _run_group(
+    ctx: Any,
+    method: str,
+    fn: Callable[..., Any],
+    world_size: int,
+    backend: str,
+    args: tuple,
+    kwargs: dict,
+    timeout: float,
+    threads: int,
+) -> list[Any]:
+    """One attempt of :func:`launch`: start the workers, collect their results, clean up."""
     folder = tempfile.mkdtemp(prefix="zen-rendezvous-")
     store = os.path.join(folder, "store")
     results = ctx.Queue()
@@ -185,6 +221,8 @@ def launch(
             else:
                 errors[rank] = payload
                 grace = grace or time.monotonic() + 2.0
+        if errors and all(e.startswith(_JOIN_FAILED) for e in errors.values()):
+            raise _JoinFailed(_describe_failure(errors, world_size))
         if errors:
             raise RuntimeError(_describe_failure(errors, world_size))
         for p in procs:
