@@ -259,10 +259,22 @@ def call(
         raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
     _forbidden_targets(forbid)  # an instructor's mistake raises here, not as the student's
     outer, _student_running = _student_running, True
+    seen: list[str] = []
+
+    def shortcut_taken() -> None:  # a forbidden call explains whatever followed it
+        __tracebackhide__ = True
+        if seen:
+            _fail(
+                name,
+                f"this check wants your own implementation, not {seen[0]}",
+                "write it from the operations the lab describes",
+            )
+
     try:
         with _watch_calls(forbid) as seen, time_limit(timeout):
             result = fn(*args, **kwargs)
     except NotImplementedError as err:
+        shortcut_taken()
         _fail(
             name,
             f"not implemented yet ({err}){_where(err, fn)}",
@@ -273,15 +285,11 @@ def call(
     except LabCheckFailed:
         raise
     except Exception as err:  # the student's bug, reported as feedback
+        shortcut_taken()
         _fail(name, f"your code raised {type(err).__name__}: {err}{_where(err, fn)}", hint)
     finally:
         _student_running = outer
-    if seen:
-        _fail(
-            name,
-            f"this check wants your own implementation, not {seen[0]}",
-            "write it from the operations the lab describes",
-        )
+    shortcut_taken()
     return result
 
 

@@ -234,7 +234,13 @@ def run(
     from zen.course.notebooks import run as run_notebook
 
     return run_notebook(
-        nb, workdir, timeout=cell_timeout, allow_errors=True, interrupt_on_timeout=True, hooks=hooks
+        nb,
+        workdir,
+        timeout=cell_timeout,
+        allow_errors=True,
+        interrupt_on_timeout=True,
+        hooks=hooks,
+        preload=("torch", "zen.course.labcheck"),  # not counted against a cell's time limit
     )
 
 

@@ -15,7 +15,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,7 @@ def run(
     allow_errors: bool = False,
     interrupt_on_timeout: bool = False,
     hooks: Mapping[str, Callable[..., Any]] | None = None,
+    preload: Sequence[str] = (),
 ) -> nbformat.NotebookNode:
     """Execute a copy of ``nb`` top to bottom in a fresh kernel and return it with its outputs.
 
@@ -67,6 +68,8 @@ def run(
     ``raises-exception`` raises ``nbclient.exceptions.CellExecutionError``. ``hooks`` are
     nbclient's cell hooks (``on_cell_start``, ``on_cell_executed``, ...). Outputs are cleared
     before running; if the kernel dies, :class:`KernelDied` carries the outputs made so far.
+    ``preload`` names modules the kernel imports as it starts, before any cell's time limit
+    runs (the grader's, so that importing PyTorch on a busy machine is not a student's cell).
     """
     from nbclient import NotebookClient
     from nbclient.exceptions import DeadKernelError
@@ -99,6 +102,8 @@ def run(
         startup = Path(ipython_dir) / "profile_default" / "startup"
         startup.mkdir(parents=True)
         shutil.copy(STARTUP, startup / "00-no-progress-bars.py")
+        if preload:
+            (startup / "01-preload.py").write_text("".join(f"import {m}\n" for m in preload))
         try:
             client.execute(
                 env={**os.environ, **EXECUTION_ENV, "IPYTHONDIR": ipython_dir, **(env or {})}

@@ -97,7 +97,8 @@ def _instrument(
 
     Every reference to the original functions in ``torch.distributed.*`` modules and in
     ``namespaces`` (the student's globals) is replaced, whatever the import path.
-    Returns the traffic log: ``(kind, peer, elements)`` per message.
+    Returns the traffic log: ``(kind, peer, elements)`` per message, with peer -1 for a
+    collective (recorded when collectives are allowed).
     """
     import sys
 
@@ -143,6 +144,8 @@ def _instrument(
                     f"only point-to-point messages (dist.send/recv/isend/irecv) are allowed, "
                     f"not the collective {name}"
                 )
+            tensor = args[0] if args else next(iter(kwargs.values()), None)
+            log.append((name, -1, tensor.numel() if isinstance(tensor, torch.Tensor) else 0))
             state[r], depth[0] = -2, depth[0] + 1
             try:
                 result = original(*args, **kwargs)
@@ -411,28 +414,68 @@ def check_data_parallel_step(
 
 
 def _tp_worker(state: Any, cls: type, kind: str, d_in: int, d_out: int) -> dict[str, Any]:
+    from zen.course.labcheck import _watch_calls
+    from zen.parallel import tensor_parallel
+
     r, p = dist.get_rank(), dist.get_world_size()
-    _instrument(state, [], ban_collectives=False)
+    log = _instrument(state, [], ban_collectives=False)
+    library = {
+        "zen.parallel.tensor_parallel.ColumnParallelLinear": tensor_parallel.ColumnParallelLinear,
+        "zen.parallel.tensor_parallel.RowParallelLinear": tensor_parallel.RowParallelLinear,
+    }
     torch.manual_seed(0)
     linear = nn.Linear(d_in, d_out)
     x = torch.randn(3, d_in, generator=torch.Generator().manual_seed(1)).requires_grad_()
-    layer = cls(linear, p, r)
     inp = x if kind == "column" else x.chunk(p, dim=-1)[r].detach().requires_grad_()
-    y = layer(inp)
-    out = {"y": y.detach().clone()}
+    with _watch_calls(library) as seen:
+        layer = cls(linear, p, r)
+        y = layer(inp)
+    out: dict[str, Any] = {"y": y.detach().clone(), "seen": list(seen)}
+    out["parameters"] = sum(q.numel() for q in layer.parameters())
+    out["forward"] = [kind for kind, _, _ in log]
     if kind == "column":
         # the rest of the network sees the full output: gather it to compute one loss
         parts = [torch.empty_like(y) for _ in range(p)]
         dist.all_gather(parts, y.detach().contiguous())
         full = torch.cat(parts, dim=-1)
         grad_full = 2 * full  # d/dy of sum(y**2)
+        start = len(log)
         y.backward(grad_full.chunk(p, dim=-1)[r])
     else:
+        start = len(log)
         y.square().sum().backward()
+    out["backward"] = [kind for kind, _, _ in log[start:]]
     out["x_grad"] = inp.grad
-    out["w_grad"] = layer.weight.grad
+    weight = getattr(layer, "weight", None)
+    out["w_grad"] = weight.grad if isinstance(weight, torch.Tensor) else None
     state[r] = _FINISHED
     return out
+
+
+def _tp_problem(out: dict[str, Any], kind: str, p: int, d_in: int, d_out: int) -> str | None:
+    """Why a rank's layer is not a real shard: a library shortcut, a full copy of the weights,
+    or the wrong communication (column: one all-reduce in backward; row: one in forward)."""
+    if out["seen"]:
+        return f"this check wants your own implementation, not {out['seen'][0]}"
+    shard = d_out // p * d_in + d_out // p if kind == "column" else d_out * d_in // p + d_out
+    if out["parameters"] != shard:
+        return (
+            f"with {p} processes a rank's layer holds {out['parameters']} parameters; its "
+            f"{kind}-parallel shard of nn.Linear({d_in}, {d_out}) holds {shard}"
+        )
+    want = {"column": ([], ["all_reduce"]), "row": (["all_reduce"], [])}[kind]
+    got = (out["forward"], out["backward"])
+    if got != want:
+
+        def said(calls: list[str]) -> str:
+            return ", ".join(f"dist.{c}" for c in calls) or "no collective"
+
+        return (
+            f"with {p} processes a rank called {said(got[0])} in forward and {said(got[1])} in "
+            f"backward; a {kind}-parallel layer needs {said(want[0])} in forward and "
+            f"{said(want[1])} in backward"
+        )
+    return None
 
 
 def check_parallel_linear(
@@ -474,6 +517,9 @@ def check_parallel_linear(
                 _tp_worker, p, cls, kind, d_in, d_out, name=name, timeout=timeout, hint=hints[kind]
             )
         ):
+            problem = _tp_problem(out, kind, p, d_in, d_out)
+            if problem:
+                _fail(name, problem, hints[kind])
             if kind == "column":
                 want_y, want_x = y.detach().chunk(p, dim=-1)[rank], x.grad
                 want_w = linear.weight.grad.chunk(p, dim=0)[rank]

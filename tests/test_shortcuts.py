@@ -1,0 +1,235 @@
+"""Calling the reference does not pass a lab: every lab, solved, with its shortcuts typed in.
+
+Each shortcut below once passed its check (issue 15): the library's own implementation, the
+built-in kernel, the check cell's reference, a collective past the ring's ban. The solved lab
+is graded with the shortcut appended to the solution cell that defines the function, and
+every check that calls it must lose its points and say so.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from zen.course.labs import blank_regions, grade, role
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.slow
+
+OWN = "this check wants your own implementation"
+
+# lab -> [(the function or class the shortcut replaces, its shortcut, the checks it must fail
+#          (fragments of their names), the message they must give)]
+SHORTCUTS: dict[str, list[tuple[str, str, list[str], str]]] = {
+    "gradient_descent": [
+        (
+            "gradient_descent",
+            "def gradient_descent(x, y, lr, steps):\n"
+            "    from zen import linreg\n"
+            "    return linreg.closed_form(x, y)",
+            ["gradient descent reaches"],
+            OWN,
+        ),
+    ],
+    "backprop": [
+        (
+            "cross_entropy_grad",
+            "def cross_entropy_grad(logits, y):\n"
+            "    z = logits.detach().requires_grad_()\n"
+            "    torch.nn.functional.cross_entropy(z, y).backward()\n"
+            "    return z.grad",
+            ["cross-entropy gradient"],
+            OWN,
+        ),
+    ],
+    "attention": [
+        (
+            "attention",
+            "def attention(q, k, v, attn_mask=None, is_causal=False):\n"
+            "    return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, "
+            "is_causal=is_causal)",
+            ["attention equals F.scaled_dot_product_attention"],
+            OWN,
+        ),
+        (
+            "multi_head_attention",
+            "def multi_head_attention(*args, **kwargs):\n    return mha_reference(*args, **kwargs)",
+            ["multi-head attention equals"],
+            OWN,
+        ),
+    ],
+    "transformer_block": [
+        (
+            "layer_norm",
+            "def layer_norm(x, gamma, beta, eps=1e-5):\n"
+            "    return nn.functional.layer_norm(x, x.shape[-1:], gamma, beta, eps)",
+            ["layer_norm equals"],
+            OWN,
+        ),
+        (
+            "pre_norm_block",
+            "def pre_norm_block(layer, x):\n    return layer(x)",
+            ["pre-norm block"],
+            OWN,
+        ),
+        (
+            "block_parameters",
+            "def block_parameters(d_model, d_ff, bias):\n"
+            "    layer = nn.TransformerEncoderLayer(d_model, 2, d_ff, batch_first=True, bias=bias)\n"
+            "    return count_parameters(layer)",
+            ["the formula equals"],
+            OWN,
+        ),
+    ],
+    "bert": [
+        (
+            "mask_tokens",
+            "def mask_tokens(input_ids, mask_id, special_ids, vocab_size, mask_prob=0.15, "
+            "generator=None):\n"
+            "    from zen.masking import mask_tokens as library\n"
+            "    return library(input_ids, mask_id, special_ids, vocab_size, mask_prob, generator)",
+            ["masking follows"],
+            OWN,
+        ),
+        (
+            "SentenceClassifier",
+            "class SentenceClassifier(nn.Module):\n"
+            "    def __init__(self, encoder, num_labels, p=0.1):\n"
+            "        super().__init__()\n"
+            "        self.inner = BertForSequenceClassification(encoder.config, num_labels)\n"
+            "        self.inner.bert = self.encoder = encoder\n"
+            "        self.classifier, self.dropout = self.inner.classifier, nn.Dropout(p)\n\n"
+            "    def forward(self, input_ids, attention_mask=None):\n"
+            "        return self.inner(input_ids, attention_mask=attention_mask)",
+            ["classification head", "fine-tuning fits"],
+            OWN,
+        ),
+    ],
+    "gpt": [
+        (
+            "generate_cached",
+            "def generate_cached(model, idx, max_new_tokens):\n"
+            "    return model.generate(idx, max_new_tokens, temperature=0)",
+            ["cached greedy generation"],
+            OWN,
+        ),
+    ],
+    "gan_vae": [
+        (
+            "discriminator_loss",
+            "def discriminator_loss(real_logits, fake_logits):\n"
+            "    bce = F.binary_cross_entropy_with_logits\n"
+            "    return bce(real_logits, torch.ones_like(real_logits)) + "
+            "bce(fake_logits, torch.zeros_like(fake_logits))",
+            ["the discriminator loss"],
+            OWN,
+        ),
+        (
+            "negative_elbo",
+            "def negative_elbo(x, logits, mu, logvar):\n"
+            "    return -zen_elbo(x, logits, mu, logvar).elbo.mean()",
+            ["the negative ELBO"],
+            OWN,
+        ),
+    ],
+    "quantization": [
+        (
+            "per_channel_scale",
+            "def per_channel_scale(w, bits=8):\n"
+            "    return quant.quant_params(w, bits, 'symmetric', axis=0)[0]",
+            ["per-channel scales"],
+            OWN,
+        ),
+        (
+            "int8_linear",
+            "def int8_linear(x, qw, sw, bias):\n    return quant.Int8Linear(qw, sw, bias)(x)",
+            ["the integer layer"],
+            OWN,
+        ),
+    ],
+    "lora": [
+        (
+            "LoRA",
+            "class LoRA(LoRALinear):\n    pass",
+            ["initialisation", "the forward pass", "merge keeps"],
+            OWN,
+        ),
+    ],
+    "ring_allreduce": [
+        (
+            "ring_all_reduce",
+            "def ring_all_reduce(t):\n"
+            "    torch.distributed.distributed_c10d.all_reduce(t)\n"
+            "    return t",
+            ["the ring all-reduce"],
+            "a collective was called",
+        ),
+    ],
+    "tensor_parallel": [
+        (
+            "ColumnParallelLinear",
+            "from zen.parallel import tensor_parallel as _library\n\n\n"
+            "class ColumnParallelLinear(_library.ColumnParallelLinear):\n    pass",
+            ["column-parallel"],
+            OWN,
+        ),
+        (
+            "RowParallelLinear",
+            "class RowParallelLinear(nn.Module):  # the whole layer on every rank\n"
+            "    def __init__(self, linear, world_size, rank):\n"
+            "        super().__init__()\n"
+            "        self.full = nn.Linear(linear.in_features, linear.out_features)\n"
+            "        self.full.load_state_dict(linear.state_dict())\n"
+            "        self.weight = nn.Parameter(linear.weight.detach().chunk(world_size, 1)[rank])\n\n"
+            "    def forward(self, x):\n"
+            "        return reduce_from_parallel(F.linear(x, self.weight)) + self.full.bias",
+            ["row-parallel"],
+            "parameters; its row-parallel shard",
+        ),
+    ],
+}
+
+
+def _solved_with(
+    lab: str, shortcuts: list[tuple[str, str, list[str], str]]
+) -> nbformat.NotebookNode:
+    """The released lab with the solutions typed in, each shortcut appended to its cell."""
+    nb = nbformat.read(ROOT / "labs" / f"{lab}.ipynb", as_version=4)
+    solution = blank_regions(nbformat.read(ROOT / "labs" / "source" / f"{lab}.ipynb", 4), set())
+    for cell, answer in zip(nb.cells, solution.cells):
+        if role(cell) == "solution":
+            cell.source = answer.source
+    for name, code, _, _ in shortcuts:
+        cell = next(
+            c
+            for c in nb.cells
+            if role(c) == "solution"
+            and any(
+                line.startswith((f"def {name}(", f"class {name}("))
+                for line in c.source.splitlines()
+            )
+        )
+        cell.source += "\n\n\n" + code + "\n"
+    return nb
+
+
+def test_every_lab_has_a_shortcut_test():
+    labs = {p.stem for p in (ROOT / "labs" / "source").glob("*.ipynb")}
+    assert labs == set(SHORTCUTS)
+
+
+@pytest.mark.parametrize("lab", sorted(SHORTCUTS))
+def test_calling_the_reference_loses_the_points(tmp_path, lab):
+    nb = _solved_with(lab, SHORTCUTS[lab])
+    path = tmp_path / f"{lab}.ipynb"
+    nbformat.write(nb, path)
+    report = grade(path, cell_timeout=120)
+    for _, _, fragments, message in SHORTCUTS[lab]:
+        for fragment in fragments:
+            check = next((c for c in report.checks if fragment in c.name), None)
+            assert check is not None, f"no check named like {fragment!r}: {report.to_json()}"
+            assert check.points < check.max_points, f"{lab}: {check.name} passed a shortcut"
+            assert message in check.message, f"{lab}: {check.name} said {check.message!r}"
