@@ -1,0 +1,29 @@
+// Loaded before require.js and the ipywidgets embedder on pages with widgets (_config.yml,
+// nb_ipywidgets_js), so that the widgets render from the book's own copies, offline.
+
+// require.js reads a global `require` object as its configuration. The embedder finds its
+// icon fonts beside its own module id: resolve module ids in _static/vendor/, where
+// offline_assets put @jupyter-widgets/html-manager/dist/.
+var require = {
+  baseUrl: new URL(
+    "_static/vendor/",
+    new URL(document.documentElement.dataset.content_root || "./", window.location.href)
+  ).href,
+};
+
+// The embedder typesets math in widget labels through MathJax 2's API
+// (MathJax.Hub.Queue(["Typeset", MathJax.Hub, element])); the book loads MathJax 3. Once
+// MathJax 3 has loaded (a deferred script), give it that one call.
+document.addEventListener("DOMContentLoaded", () => {
+  const mathjax = window.MathJax;
+  if (!mathjax || mathjax.Hub || !mathjax.typesetPromise) return;
+  mathjax.Hub = {
+    Queue: (...jobs) => {
+      for (const job of jobs) {
+        if (Array.isArray(job) && job[0] === "Typeset" && job[2]) {
+          mathjax.typesetPromise([job[2]]);
+        }
+      }
+    },
+  };
+});
