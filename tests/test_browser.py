@@ -299,7 +299,11 @@ INSPECT = r"""
     const inner = pre.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
     columns = Math.floor(inner / charWidth + 1e-6);
   }
-  return {raw, images, mermaid, views: views.length, widgets, ids, links, wide, columns};
+  // A table that must fit the article (the errata): wider than its box means a column is cut.
+  const clipped = [...document.querySelectorAll("table.errata")]
+    .filter((t) => t.scrollWidth > t.parentElement.clientWidth + 1)
+    .map((t) => `${t.scrollWidth} px in ${t.parentElement.clientWidth} px`);
+  return {raw, images, mermaid, views: views.length, widgets, ids, links, wide, columns, clipped};
 })()
 """
 
@@ -434,6 +438,10 @@ def test_a_line_of_the_linters_length_fits_a_code_cell(visits):
     assert columns, "no code cell found"
     narrow = {p: c for p, c in columns.items() if c < CODE_COLUMNS}
     assert not narrow, f"code cells narrower than {CODE_COLUMNS} columns: {narrow}"
+
+
+def test_the_errata_table_fits_the_page(visits):
+    assert visits["book/errata.html"]["clipped"] == [], visits["book/errata.html"]["clipped"]
 
 
 def test_screenshots_are_written(visits):
