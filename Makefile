@@ -1,30 +1,46 @@
 # Zen and the Art of Large-Model Architecture — common tasks.
-#   make book     install, then build the book into _build/html (warnings are errors)
-#   make serve    install, build, and serve the book at http://localhost:8000
+#   make serve    set up, build, and serve the book at http://localhost:8000
+#   make book     set up, then build the book into _build/html (warnings are errors)
 #   make test     install, then run every test: ruff (lint and format), zen unit tests, lab gates, notebook freshness and
 #                 sweep records, the book build, nbval re-executing every notebook in book/ and
 #                 labs/, then every book notebook again on a second draw (ZEN_SEED=1, one thread)
 #   make sweep    re-run book notebooks for seeds 0-4 with 1 and 2 threads; record the results
 #   make execute  re-run notebooks top to bottom and write fresh outputs (NB=path to pick one)
-PYTHON ?= python3
+#
+# Set-up (tools/setup_env.py): outside a virtual environment every target uses .venv/, made on
+# first use (Debian's and Ubuntu's system Python refuses pip installs, PEP 668); inside one
+# (VIRTUAL_ENV set) it uses that one; PYTHON=... on the command line names another (CI: make
+# test PYTHON=python). PyTorch is installed when missing: the CPU build where nvidia-smi finds
+# no NVIDIA GPU, the default (CUDA) build where it finds one; an installed torch is kept.
+ifeq ($(origin PYTHON),undefined)
+  ifdef VIRTUAL_ENV
+    PYTHON := python
+  else
+    PYTHON := $(CURDIR)/.venv/bin/python
+    export VIRTUAL_ENV := $(CURDIR)/.venv
+    export PATH := $(CURDIR)/.venv/bin:$(PATH)
+  endif
+endif
+BOOTSTRAP_PYTHON ?= python3
 PORT ?= 8000
+HOST ?= 127.0.0.1
 NB ?= book labs
 PYTEST_WORKERS ?= auto
 
 .PHONY: install install-dev book serve test execute check sweep doctor clean
 
 install:
-	$(PYTHON) -m pip install -r requirements.txt -e .
+	$(BOOTSTRAP_PYTHON) tools/setup_env.py --python "$(PYTHON)" --requirements requirements.txt
 
 install-dev:
-	$(PYTHON) -m pip install -r requirements-dev.txt -e .
+	$(BOOTSTRAP_PYTHON) tools/setup_env.py --python "$(PYTHON)" --requirements requirements-dev.txt
 
 book: install
 	jupyter-book build . -W -n --keep-going --builder html
 
 serve: book
 	@echo "serving the book at http://localhost:$(PORT)/ (Ctrl-C to stop)"
-	$(PYTHON) -m http.server --directory _build/html $(PORT)
+	$(PYTHON) -m http.server --bind $(HOST) --directory _build/html $(PORT)
 
 test: install-dev
 	$(PYTHON) -m ruff check .

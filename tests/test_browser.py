@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import threading
 import time
 import urllib.parse
@@ -53,10 +54,12 @@ def site(tmp_path_factory) -> Path:
     given = os.environ.get("ZEN_BOOK_HTML")
     if given:
         return Path(given).resolve()
-    if shutil.which("jupyter-book") is None:
+    beside = Path(sys.executable).parent / "jupyter-book"  # a venv that is not activated
+    jb = shutil.which("jupyter-book") or (str(beside) if beside.exists() else None)
+    if jb is None:
         pytest.skip("jupyter-book is not installed (pip install -r requirements.txt)")
     out = tmp_path_factory.mktemp("book")
-    cmd = ["jupyter-book", "build", str(ROOT), "-W", "-n", "--keep-going"]
+    cmd = [jb, "build", str(ROOT), "-W", "-n", "--keep-going"]
     cmd += ["--builder", "html", "--path-output", str(out)]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
