@@ -5,9 +5,9 @@ every page is loaded in the system's Chromium through the DevTools protocol, wit
 but 127.0.0.1 unreachable. A page fails when it shows unrendered TeX, an image that did not
 load, a mermaid block not turned into SVG, a link to a page or anchor that does not exist, a
 JavaScript error in the console, a request that left the machine, an ipywidget that did not
-render, or a code line wider than its cell. Screenshots of the landing page, a chapter, a lab
-and the errata land in ``ZEN_SCREENSHOTS`` (default ``_build/screenshots``) for a person to
-look at.
+render, a code line wider than its cell, or an errata table wider than the page. Screenshots
+of the landing page, a chapter, a lab, the errata, a figure, a diagram and a widget land in
+``ZEN_SCREENSHOTS`` (default ``_build/screenshots``) for a person to look at.
 
 ``ZEN_BOOK_HTML=path/to/_build/html`` tests an existing build instead of building one.
 Without Chromium (``chromium``, Debian's package) the browser tests skip, saying so.
@@ -37,11 +37,15 @@ pytestmark = [pytest.mark.book, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[1]
 WIDTH, HEIGHT = 1440, 900  # a laptop screen (the CSS in _static/zen.css is made for it)
 CODE_COLUMNS = 100  # ruff's line length (pyproject.toml): a code line this long must fit
+# name -> (page, what to scroll into view first; None: the top of the page)
 SCREENSHOTS = {
-    "landing": "book/intro.html",  # index.html redirects here
-    "chapter": "book/attention.html",
-    "lab": "labs/attention.html",
-    "errata": "book/errata.html",
+    "landing": ("book/intro.html", None),  # index.html redirects here
+    "landing-diagram": ("book/intro.html", ".mermaid"),
+    "chapter": ("book/attention.html", None),
+    "chapter-figure": ("book/attention.html", "article .cell_output img"),
+    "chapter-widget": ("book/parallelism.html", ".jupyter-widgets"),
+    "lab": ("labs/attention.html", None),
+    "errata": ("book/errata.html", "table.errata tbody tr:nth-child(4)"),
 }
 
 
@@ -311,6 +315,16 @@ INSPECT = r"""
 """
 
 
+SCROLL = """
+(async (selector) => {
+  const target = selector && document.querySelector(selector);
+  if (target) target.scrollIntoView({block: "center"});
+  else window.scrollTo(0, 0);
+  await new Promise((r) => setTimeout(r, 300));
+})(%s)
+"""
+
+
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
     executable = _chromium()
@@ -349,8 +363,9 @@ def visits(site, server, browser) -> dict[str, dict]:
             }
         )
         results[page] = seen
-        for name, target in SCREENSHOTS.items():
+        for name, (target, selector) in SCREENSHOTS.items():
             if target == page:
+                browser.evaluate(SCROLL % json.dumps(selector))
                 browser.screenshot(shots / f"{name}.png")
     return results
 
