@@ -164,9 +164,10 @@ def vendor_all(cache: Path) -> Path:
 
 def _on_config_inited(app: Sphinx, config: Config) -> None:
     if os.environ.get("ZEN_BOOK_CDN") == "1":
-        logger.warning("ZEN_BOOK_CDN=1: MathJax, mermaid and the widget scripts load from CDNs")
+        logger.info("ZEN_BOOK_CDN=1: MathJax, mermaid and the widget scripts load from CDNs")
         for name, value in CDN.items():
             setattr(config, name, value)
+        config.html_static_path = [*config.html_static_path, str(HERE / "static")]
         return
     cache = Path(os.environ.get("ZEN_VENDOR_DIR") or Path(app.srcdir) / "_build" / "vendor")
     static_root = vendor_all(cache.resolve())
