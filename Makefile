@@ -1,8 +1,8 @@
 # Zen and the Art of Large-Model Architecture — common tasks.
 #   make serve    set up, build, and serve the book at http://localhost:8000
 #   make book     set up, then build the book into _build/html (warnings are errors)
-#   make test     install, then run every test: ruff (lint and format), zen unit tests, lab gates, notebook freshness and
-#                 sweep records, the book build, nbval re-executing every notebook in book/ and
+#   make test     set up (dev tools too), then run every test: ruff (lint and format), zen unit tests, lab gates, notebook freshness and
+#                 sweep records, the book build and every page in headless Chromium, nbval re-executing every notebook in book/ and
 #                 labs/, then every book notebook again on a second draw (ZEN_SEED=1, one thread)
 #   make sweep    re-run book notebooks for seeds 0-4 with 1 and 2 threads; record the results
 #   make execute  re-run notebooks top to bottom and write fresh outputs (NB=path to pick one)
