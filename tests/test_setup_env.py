@@ -79,7 +79,9 @@ def test_the_makefile_uses_dot_venv_outside_a_virtual_environment(tmp_path):
     """`make -n install` outside a venv: the set-up targets .venv/bin/python."""
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
-    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHON")}
+    # under `make test PYTHON=python` (CI), MAKEFLAGS would pass PYTHON on to this make too
+    drop = ("VIRTUAL_ENV", "PYTHON", "MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES")
+    env = {k: v for k, v in os.environ.items() if k not in drop}
     out = subprocess.run(
         ["make", "-n", "-C", str(ROOT), "install"], env=env, capture_output=True, text=True
     )
