@@ -446,6 +446,12 @@ def test_internal_links_and_anchors_exist(site, server, visits):
 
 
 def test_code_lines_fit_their_cells(visits):
+    """No code line is cut at the cell's edge (outputs wrap: _static/zen.css).
+
+    A failure names the page and the line: break it within 100 columns (ruff's line length;
+    about 102 fit at this width), in the notebook or, for a lab, in labs/source/ and then
+    `zen lab release`.
+    """
     assert not _report(visits, "wide"), (
         f"code lines wider than their cell at a {WIDTH}px wide window:\n" + _report(visits, "wide")
     )
