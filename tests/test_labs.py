@@ -73,7 +73,8 @@ GOOD_CHECK = "# Check: doubling\nfrom zen.course.labcheck import check_scalar\nc
 
 def test_make_student_stubs_regions_and_tags_checks():
     student = make_student(_lab(SOLUTION, GOOD_CHECK))
-    assert "raise NotImplementedError('TODO: multiply by two')" in student.cells[0].source
+    assert "# TODO: multiply by two\n" in student.cells[0].source
+    assert "raise NotImplementedError(" in student.cells[0].source
     assert "return 2 * x" not in student.cells[0].source
     assert "raises-exception" in student.cells[1].metadata["tags"]
     assert count_regions(_lab(SOLUTION, GOOD_CHECK)) == 1
@@ -87,8 +88,17 @@ def test_hints_with_quotes_give_valid_stubs():
     compile(stub, "stub", "exec")  # no syntax error
     namespace: dict = {}
     exec(stub, namespace)
-    with pytest.raises(NotImplementedError, match='use "x"'):
+    assert "# TODO: use \"x\" and 'y'" in stub
+    with pytest.raises(NotImplementedError, match="TODO"):
         namespace["f"](1)
+
+
+def test_stubs_fit_a_code_cell():
+    hint = "a long hint " * 30
+    solution = f"def f(x):\n    if x:\n        ### BEGIN SOLUTION\n        # HINT: {hint}\n        return x\n        ### END SOLUTION\n"
+    stub = make_student(_lab(solution, GOOD_CHECK)).cells[0].source
+    assert max(len(line) for line in stub.splitlines()) <= 100
+    assert " ".join(hint.split()) in " ".join(line.strip("# ") for line in stub.splitlines())
 
 
 def test_unbalanced_markers_are_rejected():

@@ -26,6 +26,7 @@ import json
 import os
 import re
 import tempfile
+import textwrap
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -45,10 +46,14 @@ FAILURE_NAMES = {"AssertionError", "LabCheckFailed", "NotImplementedError"}
 
 
 def _stub(match: re.Match) -> str:
+    """A solution region as the student sees it: the hint as a comment wrapped to 100 columns
+    (the width of a code cell in the book), then a short ``raise NotImplementedError``."""
     indent, body = match.group(1), match.group(2)
     hints = _HINT.findall(body)
     hint = " ".join(h.strip() for h in hints) or "your code here"
-    return f"{indent}# TODO: {hint}\n{indent}raise NotImplementedError({'TODO: ' + hint!r})\n"
+    width = max(40, 100 - len(indent) - 2)
+    comment = "".join(f"{indent}# {line}\n" for line in textwrap.wrap(f"TODO: {hint}", width))
+    return f'{comment}{indent}raise NotImplementedError("TODO: replace this line (hint above)")\n'
 
 
 def count_regions(nb: nbformat.NotebookNode) -> int:
