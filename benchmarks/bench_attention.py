@@ -15,7 +15,8 @@ memory allocated during the pass (``torch.cuda.max_memory_allocated``) and its r
 readable path's memory grows as seq², the fused kernels' as seq.
 
     python benchmarks/bench_attention.py                             # CPU, float32
-    python benchmarks/bench_attention.py --device cuda --dtype bfloat16 --seqs 512 1024 2048 4096 8192
+    python benchmarks/bench_attention.py --device cuda --dtype bfloat16 \
+        --seqs 512 1024 2048 4096 8192
 
 Record results in benchmarks/RESULTS_attention.md with the device named.
 """
@@ -52,10 +53,12 @@ def mib(x: float | None) -> str:
 def sdpa_table(args, device: torch.device, dtype: torch.dtype) -> None:
     b, h, d = args.batch, args.heads, args.d_head
     print(
-        f"\n1. scaled dot-product attention, causal, forward + backward: (batch={b}, heads={h}, seq, d_head={d})"
+        "\n1. scaled dot-product attention, causal, forward + backward: "
+        f"(batch={b}, heads={h}, seq, d_head={d})"
     )
     print(
-        f"{'seq':>6}{'zen ms':>10}{'torch ms':>10}{'ratio':>8}{'zen MiB':>11}{'torch MiB':>11}{'ratio':>8}"
+        f"{'seq':>6}{'zen ms':>10}{'torch ms':>10}{'ratio':>8}"
+        f"{'zen MiB':>11}{'torch MiB':>11}{'ratio':>8}"
     )
     for n in args.seqs:
         gen = torch.Generator(device="cpu").manual_seed(n)
@@ -85,10 +88,12 @@ def sdpa_table(args, device: torch.device, dtype: torch.dtype) -> None:
 def mha_table(args, device: torch.device, dtype: torch.dtype) -> None:
     b, h, d_model = args.batch, args.heads, args.heads * args.d_head
     print(
-        f"\n2. multi-head attention, causal, forward + backward: (batch={b}, seq, d_model={d_model}), {h} heads"
+        "\n2. multi-head attention, causal, forward + backward: "
+        f"(batch={b}, seq, d_model={d_model}), {h} heads"
     )
     print(
-        f"{'seq':>6}{'zen ms':>10}{'zen fused ms':>14}{'torch ms':>10}{'ratio':>8}{'fused ratio':>13}"
+        f"{'seq':>6}{'zen ms':>10}{'zen fused ms':>14}{'torch ms':>10}"
+        f"{'ratio':>8}{'fused ratio':>13}"
         f"{'zen MiB':>10}{'fused MiB':>11}{'torch MiB':>11}"
     )
     torch.manual_seed(0)

@@ -10,8 +10,8 @@ Three implementations of ``y = x Wᵀ + b`` with the same weights:
 * ``fp32``: ``nn.Linear`` (float BLAS);
 * ``torch int8``: ``torch.ao.quantization.quantize_dynamic`` — int8 weights per tensor,
   activations quantized on the fly, FBGEMM/oneDNN int8 kernels;
-* ``zen int8``: :class:`zen.compress.quant.Int8Linear` — int8 weights per output channel, activations
-  per row, the readable int32 matmul (no vectorised int8 kernel).
+* ``zen int8``: :class:`zen.compress.quant.Int8Linear` — int8 weights per output channel,
+  activations per row, the readable int32 matmul (no vectorised int8 kernel).
 
 Error is ``max |y − y_fp32| / max |y_fp32|``. Sizes are bytes of ``torch.save(state_dict)`` of a
 4-layer MLP before and after quantization. Weights are random (``torch.manual_seed(0)``).
@@ -73,11 +73,13 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     print(
-        f"torch {torch.__version__}, {platform.processor() or platform.machine()}, threads {torch.get_num_threads()}"
+        f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
+        f"threads {torch.get_num_threads()}"
     )
 
     print(
-        "\n| batch × in × out | fp32 ms | torch int8 ms | zen int8 ms | torch int8 speed-up | zen int8 speed-up | torch int8 error | zen int8 error |"
+        "\n| batch × in × out | fp32 ms | torch int8 ms | zen int8 ms "
+        "| torch int8 speed-up | zen int8 speed-up | torch int8 error | zen int8 error |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for shape in args.shapes.split(","):
@@ -93,8 +95,10 @@ def main() -> None:
             }
         t = {n: median_time(m, x) for n, m in (("fp32", lin), ("torch", tq), ("zen", zq))}
         print(
-            f"| {b} × {d_in} × {d_out} | {t['fp32'] * 1e3:.2f} | {t['torch'] * 1e3:.2f} | {t['zen'] * 1e3:.2f} | "
-            f"{t['fp32'] / t['torch']:.2f}× | {t['fp32'] / t['zen']:.2f}× | {err['torch']:.2e} | {err['zen']:.2e} |"
+            f"| {b} × {d_in} × {d_out} "
+            f"| {t['fp32'] * 1e3:.2f} | {t['torch'] * 1e3:.2f} | {t['zen'] * 1e3:.2f} "
+            f"| {t['fp32'] / t['torch']:.2f}× | {t['fp32'] / t['zen']:.2f}× "
+            f"| {err['torch']:.2e} | {err['zen']:.2e} |"
         )
 
     dims = [1024, 2048, 2048, 1024]

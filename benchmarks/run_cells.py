@@ -24,7 +24,11 @@ for i, cell in enumerate(cells, 1):
     except Exception as err:
         failed += 1
         line = traceback.extract_tb(err.__traceback__)[-1]
-        status = f"FAIL {type(err).__name__}: {str(err)[:200]} (at {line.filename}:{line.lineno} `{(line.line or '').strip()[:120]}`)"
+        source = (line.line or "").strip()[:120]
+        status = (
+            f"FAIL {type(err).__name__}: {str(err)[:200]} "
+            f"(at {line.filename}:{line.lineno} `{source}`)"
+        )
     print(f"[{name}] cell {i:2d} {time.time() - t:7.1f} s  {status}", flush=True)
 print(
     f"[{name}] done in {time.time() - start:.0f} s, {failed} failing cell(s) of {len(cells)}",

@@ -39,7 +39,7 @@ def interleaved_medians(
 def forward_backward(
     loss_fn: Callable[[], torch.Tensor], leaves: list[torch.Tensor]
 ) -> Callable[[], None]:
-    """A closure for the timers: clear the gradients of ``leaves``, then backpropagate ``loss_fn()``."""
+    """A closure for the timers: clear the gradients of ``leaves``, then backpropagate loss_fn()."""
 
     def run() -> None:
         for leaf in leaves:

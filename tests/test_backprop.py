@@ -1,4 +1,7 @@
-"""Reference code of the backpropagation chapter: the hand-written backward pass equals autograd and finite differences."""
+"""Reference code of the backpropagation chapter.
+
+The hand-written backward pass equals autograd and finite differences.
+"""
 
 from __future__ import annotations
 

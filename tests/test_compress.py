@@ -1,4 +1,7 @@
-"""Tests for zen.compress.prune, zen.compress.quant, zen.compress.distill and zen.compress.lowrank (the compression chapter)."""
+"""Tests for the compression chapter's modules.
+
+zen.compress.prune, zen.compress.quant, zen.compress.distill and zen.compress.lowrank.
+"""
 
 import pytest
 import torch

@@ -1,4 +1,7 @@
-"""Counting in the Transformer chapter: formulas equal modules built by zen / Hugging Face, and FlopCounterMode."""
+"""Counting in the Transformer chapter: formulas equal what modules and FlopCounterMode give.
+
+The modules are built by zen and by Hugging Face.
+"""
 
 from __future__ import annotations
 

@@ -66,7 +66,8 @@ def test_check_command_reports_stale(tmp_path):
 
 
 def test_executed_notebooks_keep_no_progress_bar(tmp_path):
-    # tqdm's notebook bar ignores TQDM_DISABLE on its own; the execution kernel's start-up file fixes it
+    # tqdm's notebook bar ignores TQDM_DISABLE on its own; the execution kernel's start-up file
+    # fixes it
     path = _notebook(
         tmp_path,
         "from tqdm.auto import tqdm\nfor _ in tqdm(range(3), desc='bar'):\n    pass\nprint('done')",

@@ -1,4 +1,6 @@
-"""Honest grades: each way a student fooled ``zen lab grade`` on a blank lab, tried again; and the grader's reports.
+"""Honest grades: each way a student fooled ``zen lab grade`` on a blank lab, tried again.
+
+And the grader's reports.
 
 Every cheat is performed on the released (blank) lab 1 and must not gain a single mark.
 """

@@ -67,8 +67,18 @@ def _lab(solution: str, check: str) -> nbformat.NotebookNode:
     return nb
 
 
-SOLUTION = "def double(x):\n    ### BEGIN SOLUTION\n    # HINT: multiply by two\n    return 2 * x\n    ### END SOLUTION\n"
-GOOD_CHECK = "# Check: doubling\nfrom zen.course.labcheck import check_scalar\ncheck_scalar(double(21), 42.0, 'double')\n"
+SOLUTION = (
+    "def double(x):\n"
+    "    ### BEGIN SOLUTION\n"
+    "    # HINT: multiply by two\n"
+    "    return 2 * x\n"
+    "    ### END SOLUTION\n"
+)
+GOOD_CHECK = (
+    "# Check: doubling\n"
+    "from zen.course.labcheck import check_scalar\n"
+    "check_scalar(double(21), 42.0, 'double')\n"
+)
 
 
 def test_make_student_stubs_regions_and_tags_checks():
@@ -83,7 +93,13 @@ def test_make_student_stubs_regions_and_tags_checks():
 
 
 def test_hints_with_quotes_give_valid_stubs():
-    solution = "def f(x):\n    ### BEGIN SOLUTION\n    # HINT: use \"x\" and 'y'\n    return x\n    ### END SOLUTION\n"
+    solution = (
+        "def f(x):\n"
+        "    ### BEGIN SOLUTION\n"
+        "    # HINT: use \"x\" and 'y'\n"
+        "    return x\n"
+        "    ### END SOLUTION\n"
+    )
     stub = make_student(_lab(solution, GOOD_CHECK)).cells[0].source
     compile(stub, "stub", "exec")  # no syntax error
     namespace: dict = {}
@@ -113,7 +129,11 @@ def test_a_sound_synthetic_lab_passes_the_gates():
 
 @pytest.mark.slow
 def test_a_vacuous_check_is_caught():
-    vacuous = "# Check: always passes\nfrom zen.course.labcheck import check_true\ncheck_true(True, 'fine', '')\n"
+    vacuous = (
+        "# Check: always passes\n"
+        "from zen.course.labcheck import check_true\n"
+        "check_true(True, 'fine', '')\n"
+    )
     problems = gate_problems(_lab(SOLUTION, vacuous))
     assert any("gate 2" in p and "vacuous" in p for p in problems)
     assert any("gate 3" in p for p in problems)
@@ -150,7 +170,11 @@ def test_a_broken_check_is_caught():
     ids=["correct", "wrong", "exception", "infinite-loop", "syntax-error"],
 )
 def test_grade_reports_each_kind_of_answer(tmp_path, body, score, fragment):
-    check = "# Check: doubling\nfrom zen.course.labcheck import check_function\ncheck_function(double, lambda x: 2 * x, [21], timeout=2)\n"
+    check = (
+        "# Check: doubling\n"
+        "from zen.course.labcheck import check_function\n"
+        "check_function(double, lambda x: 2 * x, [21], timeout=2)\n"
+    )
     path = tmp_path / "done.ipynb"
     nbformat.write(
         make_student(
@@ -179,7 +203,9 @@ def test_grade_interrupts_an_infinite_loop_outside_any_check(tmp_path):
         make_student(
             _lab(
                 SOLUTION,
-                "# Check: anything\nfrom zen.course.labcheck import check_true\ncheck_true(True, 'x', '')\n",
+                "# Check: anything\n"
+                "from zen.course.labcheck import check_true\n"
+                "check_true(True, 'x', '')\n",
             )
         ),
         released,
@@ -284,7 +310,8 @@ def test_a_failed_check_shows_its_message_not_a_traceback_into_zen():
     nb = nbformat.v4.new_notebook()
     nb.cells = [
         nbformat.v4.new_code_cell(
-            "from zen.course.labcheck import check_true\ncheck_true(1 == 2, 'sum', 'one is not two', 'add')"
+            "from zen.course.labcheck import check_true\n"
+            "check_true(1 == 2, 'sum', 'one is not two', 'add')"
         ),
         nbformat.v4.new_code_cell("1 / 0"),
     ]
@@ -308,7 +335,8 @@ def test_named_cases_short_inputs_and_constant_multiples():
     x = torch.arange(1.0, 51.0)
     with pytest.raises(
         labcheck.LabCheckFailed,
-        match=r"mean \(50 points: x=<tensor \(50,\)>\): .*got 50× the expected value: a sum instead of a mean\?",
+        match=r"mean \(50 points: x=<tensor \(50,\)>\): .*got 50× the expected value: "
+        r"a sum instead of a mean\?",
     ):
         labcheck.check_function(
             lambda x: x.sum(), lambda x: x.mean(), {"50 points": (x,)}, name="mean"
@@ -337,7 +365,8 @@ def test_integers_and_lists_are_compared_exactly_and_shown():
     assert "expected 3152384, got 3152385" in str(info.value) and "tolerance" not in str(info.value)
     with pytest.raises(
         labcheck.LabCheckFailed,
-        match=r"expected \[7, 5\] \(2 items\), got \[7, 7\] \(2 items\); first difference at position 1",
+        match=r"expected \[7, 5\] \(2 items\), got \[7, 7\] \(2 items\); "
+        r"first difference at position 1",
     ):
         labcheck.check_function(lambda ids: [7, 7], lambda ids: [7, 5], [([5, 5, 5],)])
     labcheck.check_function(

@@ -1,4 +1,7 @@
-"""The library and the course's tooling stay apart: nothing in ``zen`` outside ``zen.course`` imports it."""
+"""The library and the course's tooling stay apart.
+
+Nothing in ``zen`` outside ``zen.course`` imports ``zen.course``.
+"""
 
 from __future__ import annotations
 

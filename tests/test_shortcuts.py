@@ -78,7 +78,8 @@ SHORTCUTS: dict[str, list[tuple[str, str, list[str], str]]] = {
         (
             "block_parameters",
             "def block_parameters(d_model, d_ff, bias):\n"
-            "    layer = nn.TransformerEncoderLayer(d_model, 2, d_ff, batch_first=True, bias=bias)\n"
+            "    layer = nn.TransformerEncoderLayer("
+            "d_model, 2, d_ff, batch_first=True, bias=bias)\n"
             "    return count_parameters(layer)",
             ["the formula equals"],
             OWN,
@@ -183,7 +184,8 @@ SHORTCUTS: dict[str, list[tuple[str, str, list[str], str]]] = {
             "        super().__init__()\n"
             "        self.full = nn.Linear(linear.in_features, linear.out_features)\n"
             "        self.full.load_state_dict(linear.state_dict())\n"
-            "        self.weight = nn.Parameter(linear.weight.detach().chunk(world_size, 1)[rank])\n\n"
+            "        self.weight = nn.Parameter("
+            "linear.weight.detach().chunk(world_size, 1)[rank])\n\n"
             "    def forward(self, x):\n"
             "        return reduce_from_parallel(F.linear(x, self.weight)) + self.full.bias",
             ["row-parallel"],

@@ -1,4 +1,4 @@
-"""`zen sweep`: every (seed, threads) pair runs, every failing claim is listed, the record vouches."""
+"""`zen sweep`: every (seed, threads) pair runs, failing claims are listed, the record vouches."""
 
 from __future__ import annotations
 
@@ -30,7 +30,8 @@ def claims(tmp_path):
         [
             "import os\nimport zen",
             "assert zen.seed_offset() != 2, 'seed two breaks it'",
-            "threads = int(os.environ['OMP_NUM_THREADS'])\nassert threads == 1, f'{threads} threads'",
+            "threads = int(os.environ['OMP_NUM_THREADS'])\n"
+            "assert threads == 1, f'{threads} threads'",
             "raise AssertionError('expected: tagged raises-exception')",
             "print('the last cell still runs')",
         ],

@@ -32,8 +32,8 @@ ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 
 #: Hugging Face's ``hidden_act`` / ``activation_function`` names → zen's names.
-HF_NAMES = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "relu": "relu",
-            "silu": "silu", "swish": "silu"}  # fmt: skip
+HF_NAMES = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh",
+            "relu": "relu", "silu": "silu", "swish": "silu"}  # fmt: skip
 
 
 def get(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -42,7 +42,7 @@ def get(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
 
 
 def from_hf(name: object, field: str = "hidden_act") -> str:
-    """zen's name for a Hugging Face activation name (``field`` names the config entry in errors)."""
+    """zen's name for a Hugging Face activation name (``field``: the config entry, for errors)."""
     if not isinstance(name, str) or name not in HF_NAMES:
         raise ValueError(f"{field} {name!r} is not supported; expected one of {sorted(HF_NAMES)}")
     return HF_NAMES[name]

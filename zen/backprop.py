@@ -23,7 +23,7 @@ ACTIVATIONS = ("relu", "tanh", "sigmoid")
 def softmax_cross_entropy(
     logits: torch.Tensor, y: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean cross-entropy of ``logits`` ``(n, classes)`` against labels ``y`` ``(n,)`` and its gradient.
+    """Mean cross-entropy and its gradient: ``logits`` ``(n, classes)``, labels ``y`` ``(n,)``.
 
     Returns ``(loss, dlogits)`` with ``dlogits = (softmax(logits) − onehot(y)) / n``.
     Uses the log-sum-exp shift, so large logits do not overflow.
@@ -46,7 +46,10 @@ def softmax_cross_entropy(
 
 
 def bce_with_logits(logit: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean binary cross-entropy of ``σ(logit)`` against ``y ∈ {0, 1}`` (both ``(n,)``) and its gradient ``(σ(logit) − y) / n``."""
+    """Mean binary cross-entropy of ``σ(logit)`` against ``y ∈ {0, 1}`` and its gradient.
+
+    ``logit`` and ``y`` are both ``(n,)``; the gradient is ``(σ(logit) − y) / n``.
+    """
     if logit.shape != y.shape:
         raise ValueError(
             f"logit and y must have the same shape, got {tuple(logit.shape)} and {tuple(y.shape)}"

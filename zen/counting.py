@@ -160,11 +160,12 @@ def forward_flops(s: TransformerSize, seq_len: int, src_len: int | None = None) 
 
 
 def training_flops(n_params: int, n_tokens: int) -> int:
-    """The ``C ≈ 6·N·D`` rule: forward ``2N`` + backward ``4N`` FLOPs per token, times ``D`` tokens."""
+    """The ``C ≈ 6·N·D`` rule: ``2N`` forward + ``4N`` backward FLOPs per token, × ``D`` tokens."""
     return 6 * n_params * n_tokens
 
 
-#: Table 3 "base": N=6, d_model=512, d_ff=2048, h=8, shared source–target vocabulary of ~37k BPE tokens.
+#: Table 3 "base": N=6, d_model=512, d_ff=2048, h=8, shared source–target vocabulary of ~37k BPE
+#: tokens.
 VASWANI_BASE = TransformerSize(
     d_model=512, n_heads=8, d_ff=2048, n_layers=6, n_enc_layers=6, vocab_size=37000
 )

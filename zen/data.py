@@ -20,7 +20,7 @@ from zen.device import generator as seeded_generator
 
 @dataclass(frozen=True)
 class Split:
-    """A supervised data set: ``x`` of shape ``(n, ...)`` and integer labels ``y`` of shape ``(n,)``."""
+    """A supervised data set: ``x`` of shape ``(n, ...)`` and integer labels ``y`` ``(n,)``."""
 
     x: torch.Tensor
     y: torch.Tensor
@@ -113,7 +113,7 @@ def make_linear_regression(
 def make_blobs_2d(
     n: int = 512, centers: int = 3, spread: float = 0.3, radius: float = 2.0, seed: int = 0
 ) -> Split:
-    """Gaussian blobs whose centres sit evenly on a circle: ``x`` ``(n, 2)``, labels ``y`` ``(n,)``."""
+    """Gaussian blobs with centres evenly on a circle: ``x`` ``(n, 2)``, labels ``y`` ``(n,)``."""
     validate.positive_int(n, "n")
     validate.positive_int(centers, "centers")
     g = seeded_generator(seed)
@@ -136,7 +136,8 @@ def batches(
         yield split.x[idx], split.y[idx]
 
 
-#: Documentation topic families of :func:`pydoc_topic_sentences`: family name → ``pydoc_data`` topics.
+#: Documentation topic families of :func:`pydoc_topic_sentences`: family name → ``pydoc_data``
+#: topics.
 PYDOC_FAMILIES: dict[str, tuple[str, ...]] = {
     "strings & formatting": ("string-methods", "formatstrings", "strings"),
     "control flow": (

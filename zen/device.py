@@ -62,7 +62,7 @@ def _offset_seed(seed: int) -> int:
 
 
 def seed_everything(seed: int = 0, deterministic: bool = False) -> torch.Generator:
-    """Seed Python's ``random``, NumPy and torch (CPU and every CUDA device) with ``seed + ZEN_SEED``.
+    """Seed Python's ``random``, NumPy and torch (CPU, every CUDA device) with ``seed + ZEN_SEED``.
 
     Returns a ``torch.Generator`` seeded the same way, for code that wants its own stream.
     With ``deterministic=True`` torch also refuses non-deterministic kernels (slower on GPU).
@@ -87,5 +87,5 @@ def generator(seed: int, device: str | torch.device = "cpu") -> torch.Generator:
 
 
 def rng(seed: int) -> np.random.Generator:
-    """A NumPy ``Generator`` seeded with ``seed + ZEN_SEED`` (the NumPy twin of :func:`generator`)."""
+    """A NumPy ``Generator`` seeded with ``seed + ZEN_SEED`` (NumPy's twin of :func:`generator`)."""
     return np.random.default_rng(_offset_seed(seed))

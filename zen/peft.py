@@ -24,7 +24,8 @@ from zen.swap import swap_linears
 class LoRALinear(nn.Module):
     """Wrap ``base`` (an ``nn.Linear``, frozen) with a rank-``r`` update scaled by ``alpha / r``.
 
-    Input ``(..., in)``, output ``(..., out)``. Trainable: ``lora_A (r, in)`` and ``lora_B (out, r)``.
+    Input ``(..., in)``, output ``(..., out)``.
+    Trainable: ``lora_A (r, in)`` and ``lora_B (out, r)``.
     """
 
     def __init__(self, base: nn.Linear, r: int = 4, alpha: float = 8.0):

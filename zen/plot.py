@@ -1,7 +1,8 @@
 """Plotting helpers with one consistent look across the book.
 
 Importing it changes no global setting: a chapter calls :func:`use_style` in its first cell
-to apply the course style. Every helper takes an optional ``ax`` and returns the axes it drew on, so chapters can compose figures.
+to apply the course style. Every helper takes an optional ``ax`` and returns the axes it drew
+on, so chapters can compose figures.
 """
 
 from __future__ import annotations
@@ -74,7 +75,10 @@ def image_grid(
     cmap: str = "gray_r",
     size: float = 1.1,
 ) -> plt.Figure:
-    """Show images ``(n, h, w)``, ``(n, 1, h, w)`` or ``(n, h*w)`` (square) in a grid with optional captions."""
+    """Show images ``(n, h, w)``, ``(n, 1, h, w)`` or ``(n, h*w)`` (square) in a grid.
+
+    Optionally with captions.
+    """
     arr = images.detach().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
     if arr.ndim == 4 and arr.shape[1] == 1:
         arr = arr[:, 0]  # (n, 1, h, w) -> (n, h, w)

@@ -3,9 +3,10 @@
 Attention is blind to order (permuting the keys permutes nothing in the output), so positions
 enter from outside. Three ways, all with ``p`` the position and ``d`` the width::
 
-    sinusoidal (Vaswani et al.)  PE[p, 2i] = sin(p / base^(2i/d)),  PE[p, 2i+1] = cos(p / base^(2i/d))
+    sinusoidal (Vaswani et al.)  PE[p, 2i] = sin(p / base^(2i/d)),
+                                 PE[p, 2i+1] = cos(p / base^(2i/d))
     learned    (BERT, GPT-2)     PE[p] = weight[p],  weight (max_len, d)
-    rotary     (RoPE, Su et al.) (x_i, x_{i+d/2}) at position p rotated by the angle p · base^(-2i/d)
+    rotary     (RoPE, Su et al.) (x_i, x_{i+d/2}) at position p rotated by angle p · base^(-2i/d)
 
 The first two are *added* to the token embeddings::
 
@@ -68,7 +69,10 @@ class SinusoidalPositionalEncoding(nn.Module):
 
 
 class LearnedPositionalEmbedding(nn.Module):
-    """Adds a learned vector per position: ``x + weight[offset : offset + L]``; ``weight (max_len, d_model)``."""
+    """Adds a learned vector per position: ``x + weight[offset : offset + L]``.
+
+    ``weight`` has shape ``(max_len, d_model)``.
+    """
 
     def __init__(self, max_len: int, d_model: int, init_std: float = 0.02) -> None:
         super().__init__()

@@ -85,7 +85,7 @@ def sample_next(
     top_p: float | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Pick the next token for each row of ``logits`` ``(batch, vocab)``; returns ``(batch, 1)`` ids."""
+    """Pick the next token for each row of ``logits`` ``(batch, vocab)``: ids ``(batch, 1)``."""
     _check(logits, temperature, top_k, top_p)
     if temperature == 0:
         return logits.argmax(-1, keepdim=True)

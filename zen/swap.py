@@ -4,7 +4,8 @@ Quantization (``Int8Linear``, ``FakeQuantLinear``) and parameter-efficient fine-
 (``LoRALinear``) both take a trained network and put a new layer where each ``nn.Linear`` was,
 built from it. The walk is the same; only the factory differs::
 
-    Sequential(0: Linear, 1: ReLU, 2: Linear)  ──swap_linears(make)──▶  Sequential(0: make(Linear), 1: ReLU, 2: make(Linear))
+    Sequential(0: Linear, 1: ReLU, 2: Linear)
+        ──swap_linears(make)──▶  Sequential(0: make(Linear), 1: ReLU, 2: make(Linear))
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from torch import nn
 def swap_linears(
     model: nn.Module, make: Callable[[nn.Linear], nn.Module], names: Collection[str] | None = None
 ) -> nn.Module:
-    """Replace every ``nn.Linear`` of ``model`` (those whose qualified name, as in
-    ``model.named_modules()``, is in ``names``, or all) by ``make(linear)``, in place; return ``model``.
+    """Replace ``model``'s ``nn.Linear`` layers by ``make(linear)``, in place; return ``model``.
+
+    The layers replaced are those whose qualified name (as in ``model.named_modules()``) is in
+    ``names``, or all of them when ``names`` is ``None``.
 
     Subclasses of ``nn.Linear`` are left alone, so a layer already swapped is not swapped twice.
     Raises ``ValueError`` when no layer matched.

@@ -20,7 +20,8 @@ never split.
 
 Example::
 
-    tok = train_bpe(zen.data.pydoc_corpus(100_000), vocab_size=512, special_tokens=["<|endoftext|>"])
+    tok = train_bpe(zen.data.pydoc_corpus(100_000), vocab_size=512,
+                    special_tokens=["<|endoftext|>"])
     ids = tok.encode("def f(x): return x ** 2  # 🙂")
     assert tok.decode(ids) == "def f(x): return x ** 2  # 🙂"
 """
@@ -57,7 +58,7 @@ def _from_bytes(data: bytes) -> str:
 
 
 def merge_pair(ids: Sequence[int], pair: tuple[int, int], new_id: int) -> list[int]:
-    """Replace every non-overlapping occurrence of ``pair`` in ``ids`` (left to right) by ``new_id``."""
+    """Replace each non-overlapping ``pair`` in ``ids`` (left to right) by ``new_id``."""
     out: list[int] = []
     i, n = 0, len(ids)
     while i < n:
@@ -372,7 +373,7 @@ def train_bpe(
 
 
 def compression_ratio(tokenizer: BPETokenizer, text: str) -> float:
-    """UTF-8 bytes per token of ``text`` (1.0 for a bytes-only tokenizer; higher compresses more)."""
+    """UTF-8 bytes per token of ``text`` (1.0 for bytes alone; higher compresses more)."""
     if not text:
         raise ValueError("compression_ratio needs a non-empty text")
     return len(_to_bytes(text)) / len(tokenizer.encode(text))

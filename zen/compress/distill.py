@@ -17,7 +17,10 @@ from zen import validate
 def soft_loss(
     student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 4.0
 ) -> torch.Tensor:
-    """``T² · KL(softmax(t/T) ‖ softmax(s/T))``, averaged over the batch. Logits ``(batch, classes)``."""
+    """``T² · KL(softmax(t/T) ‖ softmax(s/T))``, averaged over the batch.
+
+    Logits ``(batch, classes)``.
+    """
     validate.ndim(student_logits, 2, "student_logits", "(batch, classes)")
     validate.ndim(teacher_logits, 2, "teacher_logits", "(batch, classes)")
     if student_logits.shape != teacher_logits.shape:
@@ -42,7 +45,7 @@ def distillation_loss(
     temperature: float = 4.0,
     alpha: float = 0.9,
 ) -> torch.Tensor:
-    """``α · soft_loss + (1 − α) · cross_entropy(student, targets)``; ``targets`` of shape ``(batch,)``."""
+    """``α · soft_loss + (1 − α) · cross_entropy(student, targets)``; ``targets`` ``(batch,)``."""
     validate.in_range(alpha, "alpha", 0.0, 1.0)
     soft = soft_loss(student_logits, teacher_logits, temperature)
     return alpha * soft + (1 - alpha) * F.cross_entropy(student_logits, targets)

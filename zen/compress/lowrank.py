@@ -24,7 +24,8 @@ def svd_factorize(linear: nn.Linear, rank: int) -> nn.Sequential:
     out_f, in_f = linear.weight.shape
     if rank > min(out_f, in_f):
         raise ValueError(
-            f"rank must be <= min(out, in) = {min(out_f, in_f)} for a {out_f}x{in_f} weight, got {rank}"
+            f"rank must be <= min(out, in) = {min(out_f, in_f)} for a {out_f}x{in_f} weight, "
+            f"got {rank}"
         )
     u, s, vh = torch.linalg.svd(
         linear.weight.detach().float(), full_matrices=False

@@ -111,7 +111,8 @@ def prune_hidden_units(
     """
     if not isinstance(fc_in, nn.Linear) or not isinstance(fc_out, nn.Linear):
         raise TypeError(
-            f"fc_in and fc_out must be nn.Linear, got {type(fc_in).__name__} and {type(fc_out).__name__}"
+            f"fc_in and fc_out must be nn.Linear, got {type(fc_in).__name__} "
+            f"and {type(fc_out).__name__}"
         )
     hidden = fc_in.out_features
     if fc_out.in_features != hidden:

@@ -4,7 +4,8 @@ A real tensor ``x`` is stored as integers ``q`` with a ``scale`` (and a ``zero_p
 
     q = clamp(round(x / scale) + zero_point, qmin, qmax)      x̂ = (q − zero_point) · scale
 
-* **symmetric (absmax)**: ``scale = max|x| / (2^(b−1) − 1)``, ``zero_point = 0``, ``q ∈ [−127, 127]``;
+* **symmetric (absmax)**: ``scale = max|x| / (2^(b−1) − 1)``, ``zero_point = 0``,
+  ``q ∈ [−127, 127]``;
 * **asymmetric (zero-point)**: ``scale = (max − min) / (2^b − 1)``, ``zero_point`` chosen so
   that ``min ↦ −2^(b−1)``; the whole integer range covers ``[min, max]`` (better for
   one-sided data such as post-ReLU activations).
@@ -45,7 +46,10 @@ class QTensor:
 
 
 def qrange(bits: int, scheme: str) -> tuple[int, int]:
-    """Integer range ``(qmin, qmax)``: symmetric is ``±(2^(b−1)−1)``, asymmetric ``[−2^(b−1), 2^(b−1)−1]``."""
+    """Integer range ``(qmin, qmax)``.
+
+    Symmetric is ``±(2^(b−1)−1)``, asymmetric ``[−2^(b−1), 2^(b−1)−1]``.
+    """
     _check_bits_scheme(bits, scheme)
     half = 2 ** (bits - 1)
     return (-(half - 1), half - 1) if scheme == "symmetric" else (-half, half - 1)
@@ -66,14 +70,18 @@ def _check_input(x: torch.Tensor, axis: int | None) -> None:
         raise ValueError(f"x must be non-empty, got shape {tuple(x.shape)}")
     if axis is not None and not -x.ndim <= axis < x.ndim:
         raise ValueError(
-            f"axis must be None or in [{-x.ndim}, {x.ndim - 1}] for x of shape {tuple(x.shape)}, got {axis}"
+            f"axis must be None or in [{-x.ndim}, {x.ndim - 1}] for x of shape "
+            f"{tuple(x.shape)}, got {axis}"
         )
 
 
 def quant_params(
     x: torch.Tensor, bits: int = 8, scheme: str = "symmetric", axis: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(scale, zero_point)`` for ``x``: scalars, or keep-dim tensors reduced over all axes but ``axis``."""
+    """``(scale, zero_point)`` for ``x``.
+
+    Scalars, or keep-dim tensors reduced over all axes but ``axis``.
+    """
     _check_input(x, axis)
     qmin, qmax = qrange(bits, scheme)
     x = x.detach().float()
@@ -149,7 +157,8 @@ class Int8Linear(nn.Module):
     """A ``Linear`` run in integers: int8 weights (symmetric, per output channel) and int8
     activations (symmetric, per row, computed on the fly), one int32 matmul, one rescale.
 
-    ``y[i, o] = sx[i] · sw[o] · Σ_k qx[i, k] · qw[o, k] + b[o]``. Input ``(..., in)``, output ``(..., out)``.
+    ``y[i, o] = sx[i] · sw[o] · Σ_k qx[i, k] · qw[o, k] + b[o]``.
+    Input ``(..., in)``, output ``(..., out)``.
     """
 
     def __init__(

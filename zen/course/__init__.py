@@ -1,6 +1,7 @@
 """The course's tooling, apart from the library the chapters build on.
 
-* :mod:`~zen.course.cli` — the ``zen`` command (``doctor``, ``execute``, ``check``, ``sweep``, ``lab``);
+* :mod:`~zen.course.cli` — the ``zen`` command (``doctor``, ``execute``, ``check``, ``sweep``,
+  ``lab``);
 * :mod:`~zen.course.doctor` — is this machine ready for the course?;
 * :mod:`~zen.course.notebooks` — the one notebook runner, and the freshness of committed outputs;
 * :mod:`~zen.course.sweep` — re-running notebooks over seeds and thread counts, and its record;

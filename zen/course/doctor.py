@@ -50,7 +50,8 @@ def check_packages(required: dict[str, str]) -> tuple[list[tuple[str, str, str]]
         rows.append((name, installed, minimum))
         if Version(installed).release < Version(minimum).release:
             problems.append(
-                f"{name} {installed} is too old (need >= {minimum}); run: pip install -U '{name}>={minimum}'"
+                f"{name} {installed} is too old (need >= {minimum}); "
+                f"run: pip install -U '{name}>={minimum}'"
             )
     return rows, problems
 
@@ -68,14 +69,17 @@ def report(out=sys.stdout) -> int:
     if torch is not None:
         print(f"torch       {torch.__version__}", file=out)
         cuda = torch.cuda.is_available()
-        print(
-            f"cuda        {'available, CUDA ' + str(torch.version.cuda) if cuda else 'not available (CPU only: every chapter still runs)'}",
-            file=out,
+        status = (
+            f"available, CUDA {torch.version.cuda}"
+            if cuda
+            else "not available (CPU only: every chapter still runs)"
         )
+        print(f"cuda        {status}", file=out)
         for i in range(torch.cuda.device_count() if cuda else 0):
             props = torch.cuda.get_device_properties(i)
             print(
-                f"  gpu {i}     {props.name}, {props.total_memory / 2**30:.1f} GiB, capability {props.major}.{props.minor}",
+                f"  gpu {i}     {props.name}, {props.total_memory / 2**30:.1f} GiB, "
+                f"capability {props.major}.{props.minor}",
                 file=out,
             )
     try:

@@ -4,7 +4,7 @@
 
     __import__("zen.course.guard", fromlist=["_"]).before(globals())
     <the released cell>
-    __import__("zen.course.guard", fromlist=["_"]).after(globals(), ["names", "the", "cell", "binds"])
+    __import__("zen.course.guard", fromlist=["_"]).after(globals(), ["names", "it", "binds"])
 
 :func:`after` remembers the values of the names that released cell bound; :func:`before`
 puts them back into the notebook's namespace and restores every function, class and module

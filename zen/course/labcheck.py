@@ -8,8 +8,10 @@ call into the student's code goes through :func:`call`: it is time-limited, its 
 feedback naming the student's function and cell, and calls into a reference the lab asks the
 student to write themselves are caught::
 
-    check_function(mse, reference=linreg_mse, cases={"random w": (x, y, w, b)}, hint="average, not sum")
-    w, b = call(gradient_descent, x, y, lr=0.1, steps=100, forbid={"zen.linreg.closed_form": linreg.closed_form})
+    check_function(mse, reference=linreg_mse, cases={"random w": (x, y, w, b)},
+                   hint="average, not sum")
+    w, b = call(gradient_descent, x, y, lr=0.1, steps=100,
+                forbid={"zen.linreg.closed_form": linreg.closed_form})
 
 Each pass is one point for ``zen lab grade``: it is displayed with the MIME type
 :data:`PASS_MIME`, which the grader counts (a student's ``print('✓')`` is not counted).
@@ -65,7 +67,7 @@ class StudentCodeTimeout(Exception):
 def _show_check_failure(
     shell: Any, etype: type, value: BaseException, tb: Any, tb_offset: int | None = None
 ) -> list[str]:
-    """IPython handler for :class:`LabCheckFailed`: show the check's message, not a traceback into ``zen``.
+    """IPython handler for :class:`LabCheckFailed`: the check's message, not a traceback into zen.
 
     The cell still ends in an error (so "run all" stops there and graders see it); only the
     display is shortened, because the frames inside the checking code mean nothing to a student.
@@ -116,7 +118,10 @@ def _fail(name: str, what: str, hint: str) -> None:
 
 @contextmanager
 def time_limit(seconds: float | None) -> Iterator[None]:
-    """Raise :class:`StudentCodeTimeout` if the body runs longer than ``seconds`` (Unix main thread only)."""
+    """Raise :class:`StudentCodeTimeout` if the body runs longer than ``seconds``.
+
+    Enforced on Unix, in the main thread only.
+    """
     if seconds is not None and not seconds > 0:
         raise ValueError(f"timeout must be a positive number of seconds or None, got {seconds!r}")
     usable = (
@@ -151,15 +156,12 @@ def _forbidden_targets(
     codes: dict[types.CodeType, str] = {}
     builtins: dict[int, str] = {}
     for label, target in items:
-        name = (
-            label
-            or f"{getattr(target, '__module__', '') or ''}.{getattr(target, '__qualname__', repr(target))}".lstrip(
-                "."
-            )
-        )
-        if isinstance(
-            target, type
-        ):  # decorators (@torch.no_grad()) share a wrapper's code: watch the wrapped function
+        name = label
+        if not name:
+            module = getattr(target, "__module__", "") or ""
+            name = f"{module}.{getattr(target, '__qualname__', repr(target))}".lstrip(".")
+        if isinstance(target, type):
+            # decorators (@torch.no_grad()) share a wrapper's code: watch the wrapped function
             functions = [
                 inspect.unwrap(f)
                 for f in vars(target).values()
@@ -176,7 +178,8 @@ def _forbidden_targets(
             builtins[id(target)] = name
         else:
             raise ValueError(
-                f"forbid: expected functions, methods or classes, got {type(target).__name__} for {name}"
+                f"forbid: expected functions, methods or classes, got {type(target).__name__} "
+                f"for {name}"
             )
     return codes, builtins
 
@@ -218,7 +221,7 @@ def _cell_of(filename: str) -> str | None:
 
 
 def _where(err: BaseException, fn: Callable) -> str:
-    """Which student function (and cell, line) raised ``err``: the deepest frame in a notebook cell."""
+    """Which student function (and cell, line) raised ``err``: the deepest frame in a cell."""
     own = getattr(getattr(fn, "__func__", fn), "__name__", None)
     for frame in reversed(traceback.extract_tb(err.__traceback__)):
         cell = _cell_of(frame.filename)
@@ -240,7 +243,7 @@ def call(
     forbid: Mapping[str, Any] | Sequence[Any] = (),
     **kwargs: Any,
 ) -> Any:
-    """``fn(*args, **kwargs)`` as feedback: time-limited, errors explained, forbidden shortcuts caught.
+    """``fn(*args, **kwargs)`` as feedback: time-limited, errors explained, shortcuts caught.
 
     An exception in the student's code, ``NotImplementedError`` (a TODO), running past
     ``timeout`` seconds, or a call into one of ``forbid`` (functions, methods, classes or
@@ -301,7 +304,7 @@ def _fraction(k: int) -> str:
 
 
 def _factor_message(c: float, sizes: set[int]) -> str:
-    """Words for ``got == c * expected``: a sign, an integer, a fraction or a square root, and a guess why."""
+    """Words for ``got == c * expected`` (a sign, integer, fraction or root) and a guess why."""
 
     def near(a: float, b: float) -> bool:
         return abs(a - b) <= 1e-6 * max(1.0, abs(b))
@@ -340,7 +343,7 @@ def _factor_message(c: float, sizes: set[int]) -> str:
 
 
 def _constant_factor(got: torch.Tensor, exp: torch.Tensor) -> float | None:
-    """``c`` when ``got ≈ c · exp`` for one constant ``c ≠ 1`` (float64 CPU tensors), else ``None``."""
+    """``c`` when ``got ≈ c · exp`` for a constant ``c ≠ 1``, else ``None`` (float64 CPU)."""
     norm = float((exp * exp).sum())
     if exp.numel() == 0 or norm == 0.0:
         return None
@@ -401,7 +404,8 @@ def difference(
             got = torch.as_tensor(got, dtype=expected.dtype)
         except (TypeError, ValueError, RuntimeError):
             return (
-                f"got a {type(got).__name__}, expected a torch.Tensor of shape {tuple(expected.shape)}",
+                f"got a {type(got).__name__}, "
+                f"expected a torch.Tensor of shape {tuple(expected.shape)}",
                 "",
             )
     if tuple(got.shape) != tuple(expected.shape):
@@ -433,7 +437,8 @@ def difference(
     if bad.any():
         idx = tuple(int(i) for i in bad.nonzero()[0])
         return (
-            f"contains NaN or inf, first at index {idx} (got {got[idx].item()}, expected {exp[idx].item()})",
+            f"contains NaN or inf, first at index {idx} "
+            f"(got {got[idx].item()}, expected {exp[idx].item()})",
             "look for a division by zero, a log of 0 or an exploding update",
         )
     close = torch.isclose(got, exp, atol=atol, rtol=rtol, equal_nan=True)
@@ -447,7 +452,8 @@ def difference(
     worst = (got - exp).abs().max().item()
     return (
         f"values differ at index {idx}: expected {exp[idx].item():.6g}, got {got[idx].item():.6g} "
-        f"({int((~close).sum())} of {close.numel()} entries wrong; largest error {worst:.3g}){scale}",
+        f"({int((~close).sum())} of {close.numel()} entries wrong; "
+        f"largest error {worst:.3g}){scale}",
         "",
     )
 
@@ -487,7 +493,10 @@ def check_tensor(
     check_dtype: bool = False,
     quiet: bool = False,
 ) -> None:
-    """Check ``got`` equals ``expected`` (shape, optionally dtype, values within tolerance; integers exactly)."""
+    """Check ``got`` equals ``expected``.
+
+    Shape, optionally dtype, and values within tolerance (integers exactly).
+    """
     __tracebackhide__ = True
     if not isinstance(expected, torch.Tensor):
         raise TypeError(
@@ -508,7 +517,10 @@ def check_scalar(
     rtol: float = 1e-5,
     hint: str = "",
 ) -> None:
-    """Check a number (a Python number or a 0-D tensor) equals ``expected`` (within tolerance; an int exactly)."""
+    """Check a number (a Python number or a 0-D tensor) equals ``expected``.
+
+    Within tolerance; an int exactly.
+    """
     __tracebackhide__ = True
     if isinstance(expected, bool) or not isinstance(expected, (int, float)):
         raise TypeError(f"check_scalar: expected must be a number, got {type(expected).__name__}")
@@ -547,7 +559,7 @@ def check_scalar(
 
 
 def check_true(condition: bool, name: str, what: str, hint: str = "") -> None:
-    """Pass when ``condition`` holds; otherwise fail with ``what`` (a sentence saying what is wrong)."""
+    """Pass when ``condition`` holds; else fail with ``what`` (a sentence saying what is wrong)."""
     __tracebackhide__ = True
     if not condition:
         _fail(name, what, hint)
@@ -555,7 +567,7 @@ def check_true(condition: bool, name: str, what: str, hint: str = "") -> None:
 
 
 def _clone(obj: Any) -> Any:
-    """Copies of tensors, so a student function that modifies its inputs cannot fool the reference."""
+    """Copies of tensors, so a student function that edits its inputs cannot fool the reference."""
     if isinstance(obj, torch.Tensor):
         return obj.clone()
     if isinstance(obj, tuple):
@@ -601,7 +613,7 @@ def _describe_inputs(fn: Callable, args: tuple, kwargs: dict) -> str:
 
 
 def _sizes(obj: Any) -> set[int]:
-    """Every dimension size and length in the inputs: the candidates for a sum-instead-of-mean factor."""
+    """Every dimension size and length in the inputs: candidates for a sum-not-mean factor."""
     if isinstance(obj, torch.Tensor):
         return {int(s) for s in obj.shape if s > 1}
     if isinstance(obj, (tuple, list)):
@@ -706,7 +718,9 @@ def _compare_plain(got: Any, expected: Any, name: str, hint: str) -> None:
 
         def window(seq: Any) -> str:
             body = ", ".join(repr(v) for v in seq[lo : lo + 8])
-            return f"[{'…, ' if lo else ''}{body}{', …' if len(seq) > lo + 8 else ''}] ({len(seq)} items)"
+            head = "…, " if lo else ""
+            tail = ", …" if len(seq) > lo + 8 else ""
+            return f"[{head}{body}{tail}] ({len(seq)} items)"
 
         _fail(
             name,
@@ -730,7 +744,8 @@ def _compare_structure(
         if not isinstance(got, (tuple, list)) or len(got) != len(expected):
             _fail(
                 name,
-                f"expected a {type(expected).__name__} of {len(expected)} items, got {type(got).__name__}"
+                f"expected a {type(expected).__name__} of {len(expected)} items, "
+                f"got {type(got).__name__}"
                 + (f" of {len(got)} items" if isinstance(got, (tuple, list)) else ""),
                 hint,
             )

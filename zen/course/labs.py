@@ -41,7 +41,8 @@ _REGION = re.compile(
     r"^([ \t]*)### BEGIN SOLUTION[ \t]*\n(.*?)^[ \t]*### END SOLUTION[ \t]*(\n|$)", re.M | re.S
 )
 _HINT = re.compile(r"^[ \t]*# HINT:[ \t]*(.*)$", re.M)
-#: exception names that count as "the check failed" (a NameError or ImportError means the notebook is broken)
+#: exception names that count as "the check failed" (a NameError or ImportError means the
+#: notebook is broken)
 FAILURE_NAMES = {"AssertionError", "LabCheckFailed", "NotImplementedError"}
 
 
@@ -64,7 +65,7 @@ def count_regions(nb: nbformat.NotebookNode) -> int:
 def blank_regions(
     nb: nbformat.NotebookNode, which: set[int] | None = None
 ) -> nbformat.NotebookNode:
-    """A copy of ``nb`` with the solution regions numbered in ``which`` (all if ``None``) stubbed out.
+    """A copy of ``nb`` with the solution regions numbered in ``which`` (all if None) stubbed out.
 
     Regions that stay filled lose only their marker lines.
     """
@@ -87,18 +88,22 @@ def blank_regions(
     return nb
 
 
-ROLE_KEY = "zen_lab"  # cell metadata written by make_student: {"role": "given" | "solution" | "check", "points": k}
+# cell metadata written by make_student: {"role": "given" | "solution" | "check", "points": k}
+ROLE_KEY = "zen_lab"
 
 
 def role(cell: nbformat.NotebookNode) -> str:
-    """``"check"``, ``"solution"`` or ``"given"`` for a released lab's cell (markdown is ``"given"``)."""
+    """``"check"``, ``"solution"`` or ``"given"`` for a released lab's cell (markdown: given)."""
     return cell.metadata.get(ROLE_KEY, {}).get(
         "role", "check" if CHECK_TAG in cell.metadata.get("tags", []) else "given"
     )
 
 
 def make_student(source: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """The student version of an instructor notebook: every region stubbed, outputs cleared, cells given roles."""
+    """The student version of an instructor notebook.
+
+    Every region stubbed, outputs cleared, cells given roles.
+    """
     nb = blank_regions(source)  # raises on unbalanced markers
     if count_regions(source) == 0:
         raise ValueError(
@@ -160,7 +165,10 @@ def check_points(source: nbformat.NotebookNode, cell_timeout: int = 120) -> list
 
 
 def release(source_path: str | Path, execute: bool = True) -> Path:
-    """Write the student version next to ``labs/source/``, with each check's points, and (by default) run it."""
+    """Write the student version next to ``labs/source/``, with each check's points.
+
+    By default, also run it.
+    """
     from zen.course.notebooks import execute as run_notebook
 
     source_path = Path(source_path)
@@ -235,7 +243,7 @@ def _check_name(cell: nbformat.NotebookNode, number: int) -> str:
 def run(
     nb: nbformat.NotebookNode, workdir: str | Path, cell_timeout: int = 60, **hooks: Any
 ) -> nbformat.NotebookNode:
-    """Execute ``nb`` in a fresh kernel, continuing past errors and interrupting cells that time out."""
+    """Execute ``nb`` in a fresh kernel, going past errors and interrupting cells that time out."""
     from zen.course.notebooks import run as run_notebook
 
     return run_notebook(
@@ -339,7 +347,7 @@ def read_checks(
 
 
 def cell_errors(nb: nbformat.NotebookNode, cell_timeout: int | None = None) -> list[str]:
-    """Errors raised by code cells that are not checks (a syntax error, an interrupted loop, ...)."""
+    """Errors raised by code cells that are not checks (a syntax error, an interrupted loop...)."""
     found = []
     for i, cell in enumerate(nb.cells):
         if cell.cell_type == "code" and CHECK_TAG not in cell.metadata.get("tags", []):
@@ -413,7 +421,7 @@ def _first_line(source: str) -> str:
 def assemble(
     released: nbformat.NotebookNode, submission: nbformat.NotebookNode
 ) -> nbformat.NotebookNode:
-    """The notebook to grade: the released lab's cells, with the student's solution cells and added cells.
+    """The notebook to grade: the released lab's cells, the student's solution and added cells.
 
     As nbgrader does, every cell the release owns (set-up, checks, markdown) comes from the
     release: their number, order and content cannot be changed by editing, untagging or
@@ -559,7 +567,7 @@ def grade(path: str | Path, release: str | Path | None = None, cell_timeout: int
 
 
 def _explain_name_errors(report: Report) -> None:
-    """A NameError in a check after a broken cell: say which cell broke (a syntax error, usually)."""
+    """A NameError in a check after a broken cell: say which cell broke (usually a syntax error)."""
     if not report.cell_errors:
         return
     for check in report.checks:
@@ -577,7 +585,10 @@ def grade_folder(
     cell_timeout: int = 60,
     workers: int | None = None,
 ) -> list[Report]:
-    """Grade every ``*.ipynb`` under ``folder`` (recursively), several kernels at once in a process pool."""
+    """Grade every ``*.ipynb`` under ``folder`` (recursively), several kernels at once.
+
+    The kernels run in a process pool.
+    """
     from concurrent.futures import ProcessPoolExecutor
 
     folder = Path(folder)
@@ -631,7 +642,8 @@ def gate_problems(
         for c in solved:
             if c.error:
                 problems.append(
-                    f"gate 1: check '{c.name}' fails on the instructor solution: {c.error}: {c.message}"
+                    f"gate 1: check '{c.name}' fails on the instructor solution: "
+                    f"{c.error}: {c.message}"
                 )
             elif not c.passed:
                 problems.append(
@@ -649,7 +661,8 @@ def gate_problems(
         for c in read_checks(run(make_student(source), tmp, cell_timeout)):
             if c.passed:
                 problems.append(
-                    f"gate 2: check '{c.name}' passes on the blank student version (a vacuous check)"
+                    f"gate 2: check '{c.name}' passes on the blank student version "
+                    "(a vacuous check)"
                 )
             elif c.error not in FAILURE_NAMES:
                 problems.append(
@@ -660,6 +673,7 @@ def gate_problems(
             results = read_checks(run(blank_regions(source, which={i}), tmp, cell_timeout))
             if all(c.passed for c in results):
                 problems.append(
-                    f"gate 3: with solution region {i + 1} of {regions} blank, every check still passes"
+                    f"gate 3: with solution region {i + 1} of {regions} blank, "
+                    "every check still passes"
                 )
     return problems

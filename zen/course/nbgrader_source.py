@@ -1,4 +1,4 @@
-"""Instructor labs as nbgrader sources: ``zen lab nbgrader labs/source/gradient_descent.ipynb OUTDIR``.
+"""Instructor labs as nbgrader sources: ``zen lab nbgrader labs/source/LAB.ipynb OUTDIR``.
 
 nbgrader (https://nbgrader.readthedocs.io) reads cell metadata, not tags. :func:`to_nbgrader`
 marks each solution cell ``solution`` (nbgrader stubs the ``### BEGIN/END SOLUTION`` region
@@ -46,7 +46,10 @@ def _hints_above(match: re.Match) -> str:
 def to_nbgrader(
     source: nbformat.NotebookNode, points: list[int] | None = None
 ) -> nbformat.NotebookNode:
-    """An nbgrader source notebook from an instructor lab; ``points`` per check cell (default: run the solution)."""
+    """An nbgrader source notebook from an instructor lab, with ``points`` per check cell.
+
+    By default the points come from running the solution.
+    """
     blank_regions(source)  # raises on unbalanced markers
     checks = [
         c for c in source.cells if c.cell_type == "code" and CHECK_TAG in c.metadata.get("tags", [])

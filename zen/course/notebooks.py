@@ -35,7 +35,10 @@ STARTUP = Path(__file__).with_name("startup") / "no_progress_bars.py"
 
 
 class KernelDied(RuntimeError):
-    """The kernel died while running cell ``cell_index`` (0-based); ``notebook`` holds the outputs made until then."""
+    """The kernel died while running cell ``cell_index`` (0-based).
+
+    ``notebook`` holds the outputs made until then.
+    """
 
     def __init__(self, cell_index: int, notebook: nbformat.NotebookNode) -> None:
         super().__init__(f"the kernel died in cell {cell_index + 1}")
@@ -134,14 +137,15 @@ def execute(path: str | Path, timeout: int = 900, env: dict[str, str] | None = N
 
 
 def freshness_problems(nb: nbformat.NotebookNode) -> list[str]:
-    """Reasons why ``nb``'s committed outputs are not one fresh top-to-bottom run (empty if fresh)."""
+    """Why ``nb``'s committed outputs are not one fresh top-to-bottom run (empty if fresh)."""
     problems = []
     recorded = nb.metadata.get("zen", {}).get("code_hash")
     if recorded is None:
         problems.append("no metadata.zen.code_hash: the notebook was never run by `zen execute`")
     elif recorded != code_hash(nb):
         problems.append(
-            "code cells changed after the outputs were made (code hash differs): run `zen execute` on it"
+            "code cells changed after the outputs were made (code hash differs): "
+            "run `zen execute` on it"
         )
     code_cells = [c for c in nb.cells if c.cell_type == "code"]
     counts = [c.execution_count for c in code_cells]

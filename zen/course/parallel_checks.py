@@ -177,7 +177,10 @@ def _instrument(
 
 
 def _stalled(name: str, world_size: int, state: Any, timeout: float, hint: str) -> None:
-    """Fail with what the ranks were doing when time ran out: starting, computing, or waiting (a deadlock)."""
+    """Fail with what the ranks were doing when time ran out.
+
+    Starting, computing, or waiting (a deadlock).
+    """
     __tracebackhide__ = True
     starting = [k for k in range(world_size) if state[k] == _STARTING]
     if starting:
@@ -190,7 +193,8 @@ def _stalled(name: str, world_size: int, state: Any, timeout: float, hint: str) 
     if busy:
         _fail(
             name,
-            f"with {world_size} processes rank {busy[0]} was still computing after {timeout:g} s: an endless loop?",
+            f"with {world_size} processes rank {busy[0]} was still computing after {timeout:g} s: "
+            "an endless loop?",
             "look for a loop whose condition never changes",
         )
     waits = ", ".join(
@@ -208,8 +212,11 @@ def _stalled(name: str, world_size: int, state: Any, timeout: float, hint: str) 
 def _run(
     fn: Callable[..., Any], world_size: int, *args: Any, name: str, timeout: float, hint: str
 ) -> list[Any]:
-    """``launch`` that turns a worker's failure into lab feedback: a TODO, an error, an invalid rank,
-    a deadlock (every unfinished rank waits for a message) or an endless computation."""
+    """``launch`` that turns a worker's failure into lab feedback.
+
+    A TODO, an error, an invalid rank, a deadlock (every unfinished rank waits for a message) or
+    an endless computation.
+    """
     __tracebackhide__ = True
     import multiprocessing as mp
 
@@ -276,19 +283,26 @@ def _ring_worker(
 
 
 def _ring_traffic_problem(log: list[tuple[str, int, int]], rank: int, p: int, n: int) -> str | None:
-    """Why ``log`` is not a ring all-reduce's traffic: neighbours only, 2(p−1)/p·n elements each way."""
+    """Why ``log`` is not a ring all-reduce's traffic: neighbours only, 2(p−1)/p·n each way."""
     right, left = (rank + 1) % p, (rank - 1) % p
     sent = sum(k for kind, _, k in log if kind in ("send", "isend"))
     received = sum(k for kind, _, k in log if kind in ("recv", "irecv"))
     for kind, peer, _ in log:
         if kind in ("send", "isend") and peer != right:
-            return f"rank {rank} sent to rank {peer}; in a ring it sends only to its right neighbour {right}"
+            return (
+                f"rank {rank} sent to rank {peer}; "
+                f"in a ring it sends only to its right neighbour {right}"
+            )
         if kind in ("recv", "irecv") and peer != left:
-            return f"rank {rank} received from rank {peer}; in a ring it receives only from its left neighbour {left}"
+            return (
+                f"rank {rank} received from rank {peer}; "
+                f"in a ring it receives only from its left neighbour {left}"
+            )
     want = 2 * (p - 1) * n // p
     if sent != want or received != want:
         return (
-            f"rank {rank} sent {sent} and received {received} elements; a ring all-reduce of {n} elements "
+            f"rank {rank} sent {sent} and received {received} elements; "
+            f"a ring all-reduce of {n} elements "
             f"moves 2(p−1)/p·n = {want} each way"
         )
     return None
@@ -300,9 +314,10 @@ def check_ring_all_reduce(
     n: int = 12,
     timeout: float = 30.0,
 ) -> None:
-    """``fn(t)`` must sum ``t`` over ranks in place (and return it) with ring traffic: send/recv to neighbours only.
+    """``fn(t)`` must sum ``t`` over ranks in place (and return it) with ring traffic.
 
-    ``n`` must be a multiple of every world size (so each rank moves exactly 2(p−1)/p·n elements).
+    Ring traffic: send/recv to neighbours only. ``n`` must be a multiple of every world size
+    (so each rank moves exactly 2(p−1)/p·n elements).
     """
     if any(n % p for p in world_sizes):
         raise ValueError(f"n must be a multiple of every world size {world_sizes}, got n={n}")
@@ -323,7 +338,8 @@ def check_ring_all_reduce(
                 _fail(
                     name,
                     f"{problem} (expected the sum over ranks)",
-                    "after the reduce-scatter phase each rank owns one fully summed chunk; the all-gather phase "
+                    "after the reduce-scatter phase each rank owns one fully summed chunk; "
+                    "the all-gather phase "
                     "must copy received chunks, not add them",
                 )
         for rank, (_, _, log) in enumerate(results):
@@ -332,11 +348,13 @@ def check_ring_all_reduce(
                 _fail(
                     name,
                     f"with {p} processes {problem}",
-                    "send one chunk of n/p elements per step, p−1 steps to reduce and p−1 steps to gather",
+                    "send one chunk of n/p elements per step, "
+                    "p−1 steps to reduce and p−1 steps to gather",
                 )
     passed(
         name,
-        f"on {', '.join(map(str, world_sizes))} processes, neighbours only, 2(p−1)/p·n elements per rank",
+        f"on {', '.join(map(str, world_sizes))} processes, "
+        "neighbours only, 2(p−1)/p·n elements per rank",
     )
 
 
@@ -402,11 +420,13 @@ def check_data_parallel_step(
                     _fail(
                         name,
                         f"{problem} (expected: one process trained on the whole batch)",
-                        "zero the gradients, all-reduce them, divide by the number of processes, then step",
+                        "zero the gradients, all-reduce them, "
+                        "divide by the number of processes, then step",
                     )
     passed(
         name,
-        f"equal to one process on the global batch with {', '.join(map(str, world_sizes))} processes",
+        "equal to one process on the global batch "
+        f"with {', '.join(map(str, world_sizes))} processes",
     )
 
 
@@ -486,10 +506,10 @@ def check_parallel_linear(
     d_out: int = 12,
     timeout: float = 30.0,
 ) -> None:
-    """``cls(linear, world_size, rank)`` must be the ``kind`` (``"column"`` or ``"row"``) slice of ``linear``.
+    """``cls(linear, world_size, rank)`` must be the ``kind`` slice of ``linear``.
 
-    Checks the output, the input gradient and the weight gradient against ``linear`` on one
-    process, for the loss ``sum(y²)`` of the full output.
+    ``kind`` is ``"column"`` or ``"row"``. Checks the output, the input gradient and the weight
+    gradient against ``linear`` on one process, for the loss ``sum(y²)`` of the full output.
     """
     if not isinstance(cls, type):
         _fail(
@@ -505,7 +525,8 @@ def check_parallel_linear(
     y = linear(x)
     y.square().sum().backward()
     hints = {
-        "column": "keep rows rank*d_out/p … of linear.weight (nn.Linear stores (d_out, d_in)) and their bias; "
+        "column": "keep rows rank*d_out/p … of linear.weight (nn.Linear stores (d_out, d_in)) "
+        "and their bias; "
         "pass the input through copy_to_parallel so its gradient is all-reduced in backward",
         "row": "keep columns rank*d_in/p … of linear.weight; all-reduce with reduce_from_parallel "
         "and add the bias once, after the sum",

@@ -9,8 +9,9 @@ is listed, not only the first. Pairs run in parallel while the cores allow (a pa
 The result of each pair is recorded in ``book/_sweep.json`` against the code hash of the
 notebook it ran (:func:`zen.course.notebooks.code_hash`)::
 
-    {"attention.ipynb": {"code_hash": "…", "results": {"seed0-threads1": "pass",
-                                                       "seed1-threads1": "cell 12: AssertionError: …"}}}
+    {"attention.ipynb": {"code_hash": "…",
+                         "results": {"seed0-threads1": "pass",
+                                     "seed1-threads1": "cell 12: AssertionError: …"}}}
 
 :func:`sweep_problems` tells when a notebook's current code has no record with every
 required pair passing; the freshness test fails on it, so no chapter can change without its
@@ -91,7 +92,7 @@ def _failing_line(traceback: list[str]) -> str:
 
 
 def failures_of(nb: nbformat.NotebookNode) -> list[str]:
-    """One line per error raised in an executed notebook, outside cells tagged ``raises-exception``."""
+    """One line per error raised in an executed notebook, outside ``raises-exception`` cells."""
     found = []
     number = 0
     for cell in nb.cells:
