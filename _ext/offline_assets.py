@@ -178,8 +178,8 @@ def _dedupe_scripts(app: Sphinx, pagename, templatename, context, doctree) -> No
     """Drop repeated copies of one script from a page.
 
     sphinx-thebe and sphinx-togglebutton add their inline configuration at every read phase
-    (once with filename None, once with "", so Sphinx keeps both), and a second ``const THEBE_JS_URL = ...``
-    on a page is a SyntaxError in the console.
+    (once with filename None, once with "", so Sphinx keeps both), and a second
+    ``const THEBE_JS_URL = ...`` on a page is a SyntaxError in the console.
     """
     scripts = context.get("script_files")
     if not isinstance(scripts, list):

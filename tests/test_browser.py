@@ -282,7 +282,8 @@ INSPECT = r"""
     .map((i) => (i.getAttribute("src") || "").slice(0, 80));
   const mermaid = [...document.querySelectorAll(".mermaid")].filter((e) => !e.querySelector("svg"))
     .map((e) => e.textContent.trim().slice(0, 60));
-  const views = document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]');
+  const views = document.querySelectorAll(
+    'script[type="application/vnd.jupyter.widget-view+json"]');
   const widgets = document.querySelectorAll(".jupyter-widgets").length;
   const ids = [...document.querySelectorAll("[id]")].map((e) => e.id)
     .concat([...document.querySelectorAll("a[name]")].map((a) => a.name));
@@ -295,7 +296,8 @@ INSPECT = r"""
   }
   // How many characters of the code font fit in a code cell here (in the article).
   let columns = null;
-  const pre = document.querySelector("article div.cell_input div.highlight pre, article div.highlight pre");
+  const pre = document.querySelector(
+    "article div.cell_input div.highlight pre, article div.highlight pre");
   if (pre && pre.clientWidth > 0) {
     const probe = document.createElement("span");
     probe.textContent = "x".repeat(200);
@@ -422,7 +424,8 @@ def test_mermaid_diagrams_are_drawn(visits):
 def test_widgets_render(visits):
     missing = {p: v for p, v in visits.items() if v["views"] > v["widgets"]}
     assert not missing, (
-        f"ipywidgets not rendered (views, rendered): { {p: (v['views'], v['widgets']) for p, v in missing.items()} }"
+        "ipywidgets not rendered (views, rendered): "
+        f"{ {p: (v['views'], v['widgets']) for p, v in missing.items()} }"
     )
 
 

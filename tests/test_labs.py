@@ -111,7 +111,10 @@ def test_hints_with_quotes_give_valid_stubs():
 
 def test_stubs_fit_a_code_cell():
     hint = "a long hint " * 30
-    solution = f"def f(x):\n    if x:\n        ### BEGIN SOLUTION\n        # HINT: {hint}\n        return x\n        ### END SOLUTION\n"
+    solution = (
+        "def f(x):\n    if x:\n        ### BEGIN SOLUTION\n"
+        f"        # HINT: {hint}\n        return x\n        ### END SOLUTION\n"
+    )
     stub = make_student(_lab(solution, GOOD_CHECK)).cells[0].source
     assert max(len(line) for line in stub.splitlines()) <= 100
     assert " ".join(hint.split()) in " ".join(line.strip("# ") for line in stub.splitlines())
