@@ -526,7 +526,7 @@ def test_ring_all_reduce_with_nccl():
 
 from zen.course import parallel_checks as checks  # noqa: E402
 from zen.parallel.data_parallel import all_reduce_gradients  # noqa: E402
-from zen.parallel.tensor_parallel import reduce_from_parallel  # noqa: E402
+from zen.parallel.tensor_parallel import copy_to_parallel, reduce_from_parallel  # noqa: E402
 
 
 def _reference_dp_step(model, opt, x, y):
@@ -538,11 +538,40 @@ def _reference_dp_step(model, opt, x, y):
     return loss.item()
 
 
+class _Column(nn.Module):
+    """A student's column-parallel layer (the lab's solution): the check forbids zen's own."""
+
+    def __init__(self, linear: nn.Linear, world_size: int, rank: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(linear.weight.detach().chunk(world_size, dim=0)[rank].clone())
+        self.bias = nn.Parameter(linear.bias.detach().chunk(world_size)[rank].clone())
+
+    def forward(self, x):
+        return F.linear(copy_to_parallel(x), self.weight, self.bias)
+
+
+class _Row(nn.Module):
+    """A student's row-parallel layer (the lab's solution)."""
+
+    def __init__(self, linear: nn.Linear, world_size: int, rank: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(linear.weight.detach().chunk(world_size, dim=1)[rank].clone())
+        self.bias = nn.Parameter(linear.bias.detach().clone())
+
+    def forward(self, x):
+        return reduce_from_parallel(F.linear(x, self.weight)) + self.bias
+
+
 def test_lab_checks_pass_on_the_reference_implementations():
     checks.check_ring_all_reduce(ring_all_reduce, world_sizes=(2, 3))
     checks.check_data_parallel_step(_reference_dp_step, world_sizes=(2,))
-    checks.check_parallel_linear(ColumnParallelLinear, "column", world_sizes=(2,))
-    checks.check_parallel_linear(RowParallelLinear, "row", world_sizes=(2,))
+    checks.check_parallel_linear(_Column, "column", world_sizes=(2,))
+    checks.check_parallel_linear(_Row, "row", world_sizes=(2,))
+
+
+def test_lab_check_refuses_zens_own_layers():
+    with pytest.raises(AssertionError, match="your own implementation"):
+        checks.check_parallel_linear(ColumnParallelLinear, "column", world_sizes=(2,))
 
 
 def _uses_a_collective(t):
@@ -571,12 +600,12 @@ def _no_division(model, opt, x, y):
     return loss.item()
 
 
-class _ColumnWithoutF(ColumnParallelLinear):
+class _ColumnWithoutF(_Column):
     def forward(self, x):
         return F.linear(x, self.weight, self.bias)  # input gradient never all-reduced
 
 
-class _RowBiasOnEveryRank(RowParallelLinear):
+class _RowBiasOnEveryRank(_Row):
     def forward(self, x):
         return reduce_from_parallel(F.linear(x, self.weight, self.bias))  # bias summed p times
 
@@ -596,7 +625,7 @@ class _RowBiasOnEveryRank(RowParallelLinear):
             checks.check_parallel_linear,
             (_ColumnWithoutF, "column"),
             AssertionError,
-            "input gradient",
+            "dist.all_reduce in backward",
         ),
         (checks.check_parallel_linear, (_RowBiasOnEveryRank, "row"), AssertionError, "output"),
     ],
