@@ -15,7 +15,9 @@ from zen.lm import adamw, decay_groups, warmup_cosine, warmup_cosine_schedule
 def test_schedule_equals_pytorch_builtins(warmup, total, min_ratio):
     """Linear warm-up then cosine: PyTorch's LinearLR followed by CosineAnnealingLR."""
     lr = 0.5
-    ours = warmup_cosine_schedule(torch.optim.SGD([torch.zeros(1)], lr=lr), warmup, total, min_ratio)
+    ours = warmup_cosine_schedule(
+        torch.optim.SGD([torch.zeros(1)], lr=lr), warmup, total, min_ratio
+    )
     opt = torch.optim.SGD([torch.zeros(1)], lr=lr)
     ramp = torch.optim.lr_scheduler.LinearLR(
         opt, start_factor=1 / warmup, end_factor=1.0, total_iters=max(warmup - 1, 1)
@@ -26,7 +28,9 @@ def test_schedule_equals_pytorch_builtins(warmup, total, min_ratio):
     theirs = torch.optim.lr_scheduler.SequentialLR(opt, [ramp, decay], milestones=[warmup])
     for step in range(total + 1):
         assert ours.get_last_lr()[0] == pytest.approx(theirs.get_last_lr()[0], abs=1e-12), step
-        assert ours.get_last_lr()[0] == pytest.approx(lr * warmup_cosine(step, warmup, total, min_ratio))
+        assert ours.get_last_lr()[0] == pytest.approx(
+            lr * warmup_cosine(step, warmup, total, min_ratio)
+        )
         ours.optimizer.step(), opt.step()
         ours.step(), theirs.step()
 
@@ -58,7 +62,9 @@ def test_decay_groups_split_matrices_from_vectors(device):
     model = GPT(GPTConfig(vocab_size=50, max_len=16, n_layers=2, n_heads=2, d_model=16)).to(device)
     decay, no_decay = decay_groups(model, 0.1)
     assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
-    assert all(p.ndim == 2 for p in decay["params"]) and all(p.ndim == 1 for p in no_decay["params"])
+    assert all(p.ndim == 2 for p in decay["params"]) and all(
+        p.ndim == 1 for p in no_decay["params"]
+    )
     grouped = [id(p) for g in (decay, no_decay) for p in g["params"]]
     assert sorted(grouped) == sorted(id(p) for p in model.parameters())  # each once, ties once
     assert any(p is model.wte.weight for p in decay["params"])  # the tied embedding / head
