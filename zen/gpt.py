@@ -158,6 +158,8 @@ def flops_per_token(config: GPTConfig, seq_len: int | None = None) -> int:
     ``6 N``. Attention adds ``QKᵀ`` and ``AV``: ``2·2·T·d`` FLOPs forward per layer and token
     (``d = H·Q``: heads × head width), times 3 for forward + backward: ``12·L·H·Q·T``.
     ``seq_len`` (``T``) defaults to ``max_len``. This is the count MFU is measured against.
+    Kaplan et al. {cite}`kaplan2020scaling` charge attention half as much (``6·L·T·d``, as if
+    only the causal triangle were computed) and fit their laws to non-embedding parameters.
     """
     T = config.max_len if seq_len is None else validate.positive_int(seq_len, "seq_len")
     n = count_parameters(config, include_position=False)
