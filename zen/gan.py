@@ -154,10 +154,35 @@ def optimal_discriminator(p_data: torch.Tensor, p_g: torch.Tensor) -> torch.Tens
 
 
 # --------------------------------------------------------------------------- networks
+def _check_num_classes(num_classes: int) -> int:
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 0:
+        raise ValueError(f"num_classes must be a non-negative int, got {num_classes!r}")
+    return num_classes
+
+
+def _with_class(x: torch.Tensor, y: torch.Tensor | None, num_classes: int) -> torch.Tensor:
+    """``(n, f)`` -> ``(n, f + num_classes)``: ``x`` with the one-hot class appended."""
+    if num_classes == 0:
+        if y is not None:
+            raise ValueError("this network is unconditional (num_classes=0) but got classes y")
+        return x
+    if y is None:
+        raise ValueError(f"this network is conditional (num_classes={num_classes}): pass y")
+    validate.ndim(y, 1, "y", "(batch,) class indices")
+    if y.dtype != torch.long:
+        raise TypeError(f"y must hold int64 class indices, got dtype {y.dtype}")
+    validate.same_size(x, y, 0, "x", "y")
+    if y.numel() and (y.min() < 0 or y.max() >= num_classes):
+        raise ValueError(f"y must lie in [0, {num_classes}), got [{y.min()}, {y.max()}]")
+    return torch.cat([x, F.one_hot(y, num_classes).to(x.dtype)], dim=1)
+
+
 class MLPGenerator(nn.Module):
     """``G: (n, latent_dim) -> (n, out_dim)``: an MLP with ReLU hidden layers.
 
     ``output="linear"`` for unbounded data (toy 1-D/2-D), ``"sigmoid"`` for pixels in ``[0, 1]``.
+    With ``num_classes > 0`` it is *conditional* (Mirza & Osindero, 2014): ``G(z, y)`` reads the
+    one-hot class ``y`` ``(n,)`` concatenated to ``z``, ``(n, latent_dim + num_classes)``.
     """
 
     def __init__(
@@ -167,6 +192,7 @@ class MLPGenerator(nn.Module):
         hidden: int = 128,
         depth: int = 2,
         output: str = "linear",
+        num_classes: int = 0,
     ):
         super().__init__()
         for value, name in (
@@ -179,40 +205,50 @@ class MLPGenerator(nn.Module):
         if output not in ("linear", "sigmoid"):
             raise ValueError(f"output must be 'linear' or 'sigmoid', got {output!r}")
         self.latent_dim, self.out_dim, self.output = latent_dim, out_dim, output
-        self.net = mlp([latent_dim] + [hidden] * depth + [out_dim], nn.ReLU)
+        self.num_classes = _check_num_classes(num_classes)
+        self.net = mlp([latent_dim + num_classes] + [hidden] * depth + [out_dim], nn.ReLU)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         validate.ndim(z, 2, "z", "(batch, latent_dim)")
         if z.shape[1] != self.latent_dim:
             raise ValueError(f"z must have {self.latent_dim} features, got shape {tuple(z.shape)}")
-        x = self.net(z)
+        x = self.net(_with_class(z, y, self.num_classes))
         return torch.sigmoid(x) if self.output == "sigmoid" else x
 
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``n`` samples ``(n, out_dim)`` from ``z ~ N(0, I)`` (noise drawn on CPU from ``generator``)."""
+    def sample(
+        self, n: int, generator: torch.Generator | None = None, y: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``n`` samples ``(n, out_dim)`` from ``z ~ N(0, I)`` (noise drawn on CPU from ``generator``).
+
+        A conditional generator needs the classes ``y`` ``(n,)`` of the samples.
+        """
         validate.positive_int(n, "n")
         device = next(self.parameters()).device
-        return self(torch.randn(n, self.latent_dim, generator=generator).to(device))
+        z = torch.randn(n, self.latent_dim, generator=generator).to(device)
+        return self(z, None if y is None else y.to(device))
 
 
 class MLPDiscriminator(nn.Module):
     """``D: (n, in_dim) -> (n,)`` logits (or WGAN critic scores): an MLP with LeakyReLU(0.2).
 
     No normalisation layers, so the critic's input gradient is per-sample, as WGAN-GP requires.
+    With ``num_classes > 0``, ``D(x, y)`` also reads the one-hot class: it judges whether ``x``
+    is a real example *of class* ``y``.
     """
 
-    def __init__(self, in_dim: int, hidden: int = 128, depth: int = 2):
+    def __init__(self, in_dim: int, hidden: int = 128, depth: int = 2, num_classes: int = 0):
         super().__init__()
         for value, name in ((in_dim, "in_dim"), (hidden, "hidden"), (depth, "depth")):
             validate.positive_int(value, name)
         self.in_dim = in_dim
-        self.net = mlp([in_dim] + [hidden] * depth + [1], lambda: nn.LeakyReLU(0.2))
+        self.num_classes = _check_num_classes(num_classes)
+        self.net = mlp([in_dim + num_classes] + [hidden] * depth + [1], lambda: nn.LeakyReLU(0.2))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         validate.ndim(x, 2, "x", "(batch, in_dim)")
         if x.shape[1] != self.in_dim:
             raise ValueError(f"x must have {self.in_dim} features, got shape {tuple(x.shape)}")
-        return self.net(x).squeeze(1)  # (n, 1) -> (n,)
+        return self.net(_with_class(x, y, self.num_classes)).squeeze(1)  # (n, 1) -> (n,)
 
 
 # --------------------------------------------------------------------------- training
@@ -234,12 +270,14 @@ def train_gan(
     data: torch.Tensor,
     *,
     steps: int,
+    labels: torch.Tensor | None = None,
     loss: str = "non_saturating",
     batch_size: int = 64,
     lr: float = 2e-4,
     lr_d: float | None = None,
     betas: tuple[float, float] = (0.5, 0.999),
     d_steps: int = 1,
+    g_steps: int = 1,
     gp_weight: float = 10.0,
     seed: int = 0,
     optimizer: str = "adam",
@@ -253,6 +291,10 @@ def train_gan(
 
     Args:
         data: real samples ``(n, d)`` on any device (batches are drawn with replacement).
+        labels: classes ``(n,)`` of ``data`` for a conditional GAN (``G`` and ``D`` built with
+            ``num_classes``): real batches carry their labels, fake batches the labels of
+            another random batch of data, so both follow the data's class frequencies.
+        d_steps, g_steps: discriminator and generator updates per step.
         loss: ``"saturating"`` / ``"non_saturating"`` (standard GAN: :func:`discriminator_loss`
             and :func:`generator_loss`) or ``"wgan-gp"`` (:func:`wgan_critic_loss` +
             ``gp_weight`` × :func:`gradient_penalty`, and :func:`wgan_generator_loss`).
@@ -278,6 +320,7 @@ def train_gan(
     validate.positive_int(steps, "steps")
     validate.positive_int(batch_size, "batch_size")
     validate.positive_int(d_steps, "d_steps")
+    validate.positive_int(g_steps, "g_steps")
     if optimizer not in ("adam", "sgd"):
         raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
     if ema_decay is not None:
@@ -287,13 +330,25 @@ def train_gan(
     validate.positive_int(pack, "pack")
     if batch_size % pack:
         raise ValueError(f"batch_size must be a multiple of pack={pack}, got {batch_size}")
+    if G.num_classes != D.num_classes or (labels is None) != (G.num_classes == 0):
+        raise ValueError(
+            f"G has num_classes={G.num_classes}, D has {D.num_classes} and labels are "
+            f"{'missing' if labels is None else 'given'}: a conditional GAN needs both and labels"
+        )
+    if labels is not None:
+        validate.same_size(data, labels, 0, "data", "labels")
+        if pack != 1:
+            raise ValueError(f"pack must be 1 for a conditional GAN, got {pack}")
+        labels = labels.to(data.device)
     if data.shape[1] != G.out_dim or D.in_dim != pack * G.out_dim:
         raise ValueError(
             f"data has {data.shape[1]} features, G makes {G.out_dim}, D reads {D.in_dim}: "
             f"they must agree (D reads pack × features = {pack} × {data.shape[1]})"
         )
 
-    def judge(x: torch.Tensor) -> torch.Tensor:
+    def judge(x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        if y is not None:
+            return D(x, y)
         return D(rearrange(x, "(b p) d -> b (p d)", p=pack))  # (batch, d) -> (batch / pack, pack·d)
 
     device = data.device
@@ -317,37 +372,53 @@ def train_gan(
     def noise() -> torch.Tensor:
         return torch.randn(batch_size, G.latent_dim, generator=rng).to(device)
 
+    def batch() -> tuple[torch.Tensor, torch.Tensor | None]:
+        idx = torch.randint(len(data), (batch_size,), generator=rng).to(device)
+        return data[idx], None if labels is None else labels[idx]
+
+    y_fixed = None if labels is None else batch()[1][:n_snapshot]
+
     def snapshot(step: int) -> None:
         with torch.no_grad():
-            history.snapshots[step] = G(z_fixed).cpu()
+            z = z_fixed if y_fixed is None else z_fixed[: len(y_fixed)]
+            history.snapshots[step] = G(z, y_fixed).cpu()
             if G_ema is not None:
-                history.ema_snapshots[step] = G_ema(z_fixed).cpu()
+                history.ema_snapshots[step] = G_ema(z, y_fixed).cpu()
 
     if snapshot_every:
         snapshot(0)
     for step in tqdm(range(1, steps + 1), desc=f"GAN ({loss})", disable=not progress):
         for _ in range(d_steps):
-            real = data[torch.randint(len(data), (batch_size,), generator=rng).to(device)]
+            real, y_real = batch()
+            y_fake = batch()[1]
             with torch.no_grad():
-                fake = G(noise())
+                fake = G(noise(), y_fake)
             if loss == "wgan-gp":
+                critic = D if labels is None else (lambda x: D(x, y_real))
+                if labels is not None:  # interpolate within a class: fakes of the real classes
+                    with torch.no_grad():
+                        fake = G(noise(), y_real)
                 packed = (rearrange(v, "(b p) d -> b (p d)", p=pack) for v in (real, fake))
-                gp = gradient_penalty(D, *packed, generator=rng)
-                d_loss = wgan_critic_loss(judge(real), judge(fake)) + gp_weight * gp
+                gp = gradient_penalty(critic, *packed, generator=rng)
+                d_loss = wgan_critic_loss(judge(real, y_real), judge(fake, y_real)) + (
+                    gp_weight * gp
+                )
             else:
-                d_loss = discriminator_loss(judge(real), judge(fake))
+                d_loss = discriminator_loss(judge(real, y_real), judge(fake, y_fake))
             opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             opt_d.step()
-        fake_logits = judge(G(noise()))
-        g_loss = (
-            wgan_generator_loss(fake_logits)
-            if loss == "wgan-gp"
-            else generator_loss(fake_logits, loss)
-        )
-        opt_g.zero_grad(set_to_none=True)
-        g_loss.backward()
-        opt_g.step()
+        for _ in range(g_steps):
+            y_gen = batch()[1]
+            fake_logits = judge(G(noise(), y_gen), y_gen)
+            g_loss = (
+                wgan_generator_loss(fake_logits)
+                if loss == "wgan-gp"
+                else generator_loss(fake_logits, loss)
+            )
+            opt_g.zero_grad(set_to_none=True)
+            g_loss.backward()
+            opt_g.step()
         if G_ema is not None:
             with torch.no_grad():
                 for p_ema, p in zip(G_ema.parameters(), G.parameters()):
@@ -409,4 +480,47 @@ def mode_coverage(
         covered=int((counts >= min_count).sum()),
         high_quality=good.float().mean().item(),
         counts=counts,
+    )
+
+
+@dataclass(frozen=True)
+class PrecisionRecall:
+    """Outcome of :func:`precision_recall`: shares in ``[0, 1]``."""
+
+    precision: float  # share of generated samples inside the real manifold
+    recall: float  # share of real samples inside the generated manifold
+
+
+def _knn_manifold(
+    points: torch.Tensor, queries: torch.Tensor, k: int, chunk: int = 4096
+) -> torch.Tensor:
+    """Whether each query ``(m, d)`` lies within some point's k-NN radius; ``(m,)`` bool."""
+    radius = torch.cdist(points, points).kthvalue(k + 1, dim=1).values  # (n,): self is 0
+    inside = [
+        (torch.cdist(q, points) <= radius).any(dim=1) for q in queries.split(chunk)
+    ]  # (chunk, n) -> (chunk,)
+    return torch.cat(inside)
+
+
+def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3) -> PrecisionRecall:
+    """Improved precision and recall (Kynkäänniemi et al., 2019) of ``fake`` ``(m, d)`` vs ``real`` ``(n, d)``.
+
+    Each set's manifold is the union of balls around its points with radius the distance to
+    the ``k``-th nearest neighbour within the set. **Precision** is the share of fake samples
+    inside the real manifold (are the samples realistic?); **recall** the share of real samples
+    inside the fake manifold (is every part of the data produced?). A collapsed generator keeps
+    its precision and loses recall; use sets of equal size, since the radii shrink as a set grows.
+    """
+    validate.ndim(real, 2, "real", "(n, d)")
+    validate.ndim(fake, 2, "fake", "(m, d)")
+    validate.same_size(real, fake, 1, "real", "fake")
+    validate.positive_int(k, "k")
+    if min(len(real), len(fake)) <= k:
+        raise ValueError(
+            f"each set needs more than k={k} samples, got {len(real)} real and {len(fake)} fake"
+        )
+    real, fake = real.float(), fake.float().to(real.device)
+    return PrecisionRecall(
+        precision=_knn_manifold(real, fake, k).float().mean().item(),
+        recall=_knn_manifold(fake, real, k).float().mean().item(),
     )
