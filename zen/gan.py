@@ -376,21 +376,28 @@ def train_gan(
         idx = torch.randint(len(data), (batch_size,), generator=rng).to(device)
         return data[idx], None if labels is None else labels[idx]
 
-    y_fixed = None if labels is None else batch()[1][:n_snapshot]
+    def classes() -> torch.Tensor | None:
+        """Labels of another random batch of data (``None`` for an unconditional GAN)."""
+        return None if labels is None else batch()[1]
+
+    y_fixed = (
+        None
+        if labels is None
+        else labels[torch.randint(len(data), (n_snapshot,), generator=rng).to(device)]
+    )
 
     def snapshot(step: int) -> None:
         with torch.no_grad():
-            z = z_fixed if y_fixed is None else z_fixed[: len(y_fixed)]
-            history.snapshots[step] = G(z, y_fixed).cpu()
+            history.snapshots[step] = G(z_fixed, y_fixed).cpu()
             if G_ema is not None:
-                history.ema_snapshots[step] = G_ema(z, y_fixed).cpu()
+                history.ema_snapshots[step] = G_ema(z_fixed, y_fixed).cpu()
 
     if snapshot_every:
         snapshot(0)
     for step in tqdm(range(1, steps + 1), desc=f"GAN ({loss})", disable=not progress):
         for _ in range(d_steps):
             real, y_real = batch()
-            y_fake = batch()[1]
+            y_fake = classes()
             with torch.no_grad():
                 fake = G(noise(), y_fake)
             if loss == "wgan-gp":
@@ -409,7 +416,7 @@ def train_gan(
             d_loss.backward()
             opt_d.step()
         for _ in range(g_steps):
-            y_gen = batch()[1]
+            y_gen = classes()
             fake_logits = judge(G(noise(), y_gen), y_gen)
             g_loss = (
                 wgan_generator_loss(fake_logits)
@@ -489,17 +496,18 @@ class PrecisionRecall:
 
     precision: float  # share of generated samples inside the real manifold
     recall: float  # share of real samples inside the generated manifold
+    coverage: float  # share of real samples whose own k-NN ball holds a generated sample
 
 
-def _knn_manifold(
-    points: torch.Tensor, queries: torch.Tensor, k: int, chunk: int = 4096
-) -> torch.Tensor:
+def _knn_radius(points: torch.Tensor, k: int) -> torch.Tensor:
+    """Distance from each point ``(n, d)`` to its ``k``-th nearest other point: ``(n,)``."""
+    return torch.cdist(points, points).kthvalue(k + 1, dim=1).values  # the point itself is 0
+
+
+def _knn_manifold(points: torch.Tensor, queries: torch.Tensor, k: int) -> torch.Tensor:
     """Whether each query ``(m, d)`` lies within some point's k-NN radius; ``(m,)`` bool."""
-    radius = torch.cdist(points, points).kthvalue(k + 1, dim=1).values  # (n,): self is 0
-    inside = [
-        (torch.cdist(q, points) <= radius).any(dim=1) for q in queries.split(chunk)
-    ]  # (chunk, n) -> (chunk,)
-    return torch.cat(inside)
+    inside = torch.cdist(queries, points) <= _knn_radius(points, k)  # (m, n)
+    return inside.any(dim=1)
 
 
 def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3) -> PrecisionRecall:
@@ -510,6 +518,9 @@ def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3) -> Prec
     inside the real manifold (are the samples realistic?); **recall** the share of real samples
     inside the fake manifold (is every part of the data produced?). A collapsed generator keeps
     its precision and loses recall; use sets of equal size, since the radii shrink as a set grows.
+    A few stray fake samples have large k-NN balls and can inflate recall, so **coverage**
+    (Naeem et al., 2020) is also returned: the share of real samples whose own k-NN ball (among
+    the real samples) holds at least one fake sample.
     """
     validate.ndim(real, 2, "real", "(n, d)")
     validate.ndim(fake, 2, "fake", "(m, d)")
@@ -520,7 +531,9 @@ def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3) -> Prec
             f"each set needs more than k={k} samples, got {len(real)} real and {len(fake)} fake"
         )
     real, fake = real.float(), fake.float().to(real.device)
+    covered = (torch.cdist(real, fake).min(dim=1).values <= _knn_radius(real, k)).float()
     return PrecisionRecall(
         precision=_knn_manifold(real, fake, k).float().mean().item(),
         recall=_knn_manifold(fake, real, k).float().mean().item(),
+        coverage=covered.mean().item(),
     )
