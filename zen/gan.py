@@ -16,9 +16,12 @@ Every loss here takes logits, never probabilities, so it is computed with ``soft
   (Arjovsky et al., 2017; Gulrajani et al., 2017): the critic outputs an unbounded score;
 * :func:`optimal_discriminator` — ``D*(x) = p_data(x) / (p_data(x) + p_g(x))``;
 * :class:`MLPGenerator`, :class:`MLPDiscriminator` and :func:`train_gan` — small networks and
-  a readable alternating training loop, enough for 1-D/2-D toy data and 8×8 digits;
+  a readable alternating training loop, enough for 1-D/2-D toy data and 8×8 digits; with
+  ``num_classes`` both networks read a one-hot class, a conditional GAN (Mirza & Osindero, 2014);
 * :func:`mode_coverage` — how many modes of a Gaussian mixture a sampler covers, and the share
-  of its samples that land near a mode.
+  of its samples that land near a mode;
+* :func:`precision_recall` — k-NN precision, recall (Kynkäänniemi et al., 2019) and coverage
+  (Naeem et al., 2020) of samples against real data: quality and diversity as two numbers.
 """
 
 from __future__ import annotations
