@@ -17,6 +17,7 @@ from zen.gan import (
     gradient_penalty,
     mode_coverage,
     optimal_discriminator,
+    precision_recall,
     train_gan,
     wgan_critic_loss,
     wgan_generator_loss,
@@ -199,3 +200,88 @@ def test_ema_generator_is_the_running_average():
     hist = train_gan(G, D, data, steps=1, ema_decay=0.75, progress=False)
     for p0, p, pe in zip(start, G.parameters(), hist.ema_generator.parameters()):
         assert torch.allclose(pe, 0.75 * p0 + 0.25 * p.detach())
+
+
+def test_conditional_networks_read_the_class(device):
+    G = MLPGenerator(4, 6, hidden=16, num_classes=3).to(device)
+    D = MLPDiscriminator(6, hidden=16, num_classes=3).to(device)
+    z = torch.randn(5, 4, generator=torch.Generator().manual_seed(0)).to(device)
+    y = torch.tensor([0, 1, 2, 0, 1], device=device)
+    x = G(z, y)
+    assert x.shape == (5, 6) and D(x, y).shape == (5,)
+    # same noise, another class: another sample; the class enters as a one-hot input
+    assert not torch.allclose(G(z, (y + 1) % 3), x)
+    first = G.net[0]
+    expected = F.linear(torch.cat([z, F.one_hot(y, 3).float()], 1), first.weight, first.bias)
+    assert torch.allclose(first(torch.cat([z, F.one_hot(y, 3).float()], 1)), expected)
+    assert G.sample(5, generator=torch.Generator().manual_seed(0), y=y).shape == (5, 6)
+    with pytest.raises(ValueError, match="conditional"):
+        G(z)
+    with pytest.raises(ValueError, match="unconditional"):
+        MLPGenerator(4, 6)(z, y)
+    with pytest.raises(ValueError, match=r"y must lie in \[0, 3\)"):
+        G(z, torch.tensor([0, 1, 2, 3, 0], device=device))
+    with pytest.raises(TypeError, match="int64"):
+        G(z, y.float())
+    with pytest.raises(ValueError, match="num_classes"):
+        MLPDiscriminator(6, num_classes=-1)
+
+
+def test_train_conditional_gan_learns_class_means(device):
+    """Two classes with different means: each requested class comes out near its own mean."""
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(2).repeat(512)
+    data = torch.where(y == 0, -3.0, 3.0).unsqueeze(1) + 0.3 * torch.randn(1024, 1, generator=g)
+    torch.manual_seed(0)
+    G = MLPGenerator(2, 1, hidden=32, num_classes=2)
+    D = MLPDiscriminator(1, hidden=32, num_classes=2)
+    for loss in ("non_saturating", "wgan-gp"):
+        hist = train_gan(
+            G,
+            D,
+            data.to(device),
+            labels=y.to(device),
+            steps=400 if loss != "wgan-gp" else 5,
+            lr=3e-3,
+            loss=loss,
+            snapshot_every=5,
+            n_snapshot=10,
+            progress=False,
+        )
+        assert all(math.isfinite(v) for v in hist.d_loss + hist.g_loss)
+    assert hist.snapshots[5].shape == (10, 1)
+    G = MLPGenerator(2, 1, hidden=32, num_classes=2)
+    D = MLPDiscriminator(1, hidden=32, num_classes=2)
+    train_gan(G, D, data.to(device), labels=y.to(device), steps=400, lr=3e-3, progress=False)
+    gen = torch.Generator().manual_seed(1)
+    for k, mean in ((0, -3.0), (1, 3.0)):
+        samples = G.sample(500, generator=gen, y=torch.full((500,), k))
+        assert abs(samples.mean().item() - mean) < 0.5, (k, samples.mean().item())
+    with pytest.raises(ValueError, match="conditional GAN needs"):
+        train_gan(G, D, data, steps=1)
+    with pytest.raises(ValueError, match="pack must be 1"):
+        train_gan(G, MLPDiscriminator(2, num_classes=2), data, labels=y, steps=1, pack=2)
+    with pytest.raises(ValueError, match="g_steps"):
+        train_gan(G, D, data, labels=y, steps=1, g_steps=0)
+
+
+def test_precision_recall_and_coverage():
+    g = torch.Generator().manual_seed(0)
+    real, fake = torch.randn(400, 2, generator=g), torch.randn(400, 2, generator=g)
+    same = precision_recall(real, fake)
+    assert same.precision > 0.8 and same.recall > 0.8 and same.coverage > 0.8
+    # a collapsed generator: every sample near one real point — precise, no recall or coverage
+    collapsed = precision_recall(real, real[:1] + 0.01 * torch.randn(400, 2, generator=g))
+    assert collapsed.precision > 0.9 and collapsed.recall < 0.1 and collapsed.coverage < 0.1
+    # far-away samples: neither precise nor covering
+    far = precision_recall(real, fake + 100.0)
+    assert far.precision == 0.0 and far.recall == 0.0 and far.coverage == 0.0
+    # hand-computable: real points 0, 1, 2, 10 on a line with k=1 have radii 1, 1, 1, 8
+    line = torch.tensor([[0.0], [1.0], [2.0], [10.0]])
+    pr = precision_recall(line, torch.tensor([[0.5], [5.0], [20.0], [30.0]]), k=1)
+    assert pr.precision == 0.5  # 0.5 is within 0 and 1's balls, 5.0 within 10's (radius 8)
+    assert pr.coverage == 0.75  # 0, 1 hold 0.5; 10 holds 5.0; 2's ball (radius 1) holds none
+    with pytest.raises(ValueError, match="more than k=3"):
+        precision_recall(real[:3], fake)
+    with pytest.raises(ValueError, match="same size along dim 1"):
+        precision_recall(real, torch.zeros(10, 3))

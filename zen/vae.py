@@ -9,11 +9,16 @@ by maximising the evidence lower bound (Kingma & Welling, 2014)
   differentiable function of ``(μ, log σ²)``, so the expectation's gradient flows through it;
 * :func:`gaussian_kl` — the analytic ``KL(N(μ, σ²) ‖ N(0, I)) = ½ Σ (μ² + σ² − 1 − log σ²)``;
 * :func:`elbo` — one-sample Monte Carlo ELBO per example with a Bernoulli decoder (logits);
-* :class:`VAE` — MLP encoder/decoder, and :func:`train_vae`, a plain loop over mini-batches.
+* :func:`iwae_bound` — the importance-weighted bound (Burda et al., 2016)
+  ``L_K = E[log (1/K) Σ_k p(x, z_k) / q(z_k | x)]``, ``z_k ~ q(z | x)``: ``L_1`` is the ELBO,
+  ``L_K`` grows with ``K`` and tends to ``log p(x)``;
+* :class:`VAE` — MLP encoder/decoder, and :func:`train_vae`, a plain loop over mini-batches,
+  with a KL weight ``β`` (β-VAE), a linear KL warm-up and free bits against posterior collapse.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -131,22 +136,57 @@ class VAE(nn.Module):
         return elbo(x, self.decode(z), mu, logvar)
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Mean images ``σ(decoder(z))`` ``(n, in_dim)`` for ``z ~ N(0, I)``."""
+    def sample(
+        self, n: int, generator: torch.Generator | None = None, mean: bool = True
+    ) -> torch.Tensor:
+        """``(n, in_dim)`` images for ``z ~ N(0, I)`` (all noise drawn on CPU from ``generator``).
+
+        ``mean=True`` gives the decoder's mean ``σ(decoder(z))`` — not a sample of ``p(x | z)``
+        but its expectation; ``mean=False`` draws the Bernoulli pixels, ``x ~ p(x | z)``, which
+        are 0 or 1 (a grey level is never a draw of a Bernoulli likelihood).
+        """
         validate.positive_int(n, "n")
         device = next(self.parameters()).device
-        return torch.sigmoid(
-            self.decode(torch.randn(n, self.latent_dim, generator=generator).to(device))
-        )
+        z = torch.randn(n, self.latent_dim, generator=generator)
+        probs = torch.sigmoid(self.decode(z.to(device)))
+        if mean:
+            return probs
+        return torch.bernoulli(probs.cpu(), generator=generator).to(device)
+
+
+@torch.no_grad()
+def iwae_bound(
+    model: VAE, x: torch.Tensor, k: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Importance-weighted lower bound ``L_K`` on ``log p(x)`` per example: ``(n, in_dim) -> (n,)``.
+
+    ``L_K = log (1/K) Σ_k w_k`` with ``w_k = p(x | z_k) p(z_k) / q(z_k | x)`` and ``z_k ~ q(z | x)``
+    (Burda et al., 2016). Its expectation is ``≤ log p(x)``, grows with ``K`` and reaches
+    ``log p(x)`` as ``K → ∞``; for ``K = 1`` it is the one-sample ELBO with a sampled KL.
+    """
+    validate.positive_int(k, "k")
+    mu, logvar = model.encode(x)  # (n, latent) each
+    std = torch.exp(0.5 * logvar)
+    eps = torch.randn((k, *mu.shape), generator=generator, dtype=mu.dtype).to(mu.device)
+    z = mu + std * eps  # (k, n, latent)
+    log_q = (-0.5 * eps.pow(2) - torch.log(std) - 0.5 * math.log(2 * math.pi)).sum(-1)  # (k, n)
+    log_prior = (-0.5 * z.pow(2) - 0.5 * math.log(2 * math.pi)).sum(-1)  # (k, n)
+    logits = model.decode(z.flatten(0, 1))  # (k·n, in_dim)
+    log_lik = bernoulli_log_likelihood(x.repeat(k, 1), logits).view(k, -1)  # (k, n)
+    return torch.logsumexp(log_lik + log_prior - log_q, dim=0) - math.log(k)  # (n,)
 
 
 @dataclass
 class VAEHistory:
-    """Per epoch, means over the training set of the ELBO terms (nats per example)."""
+    """Per epoch, means over the training set of the ELBO terms (nats per example).
+
+    ``beta`` is the KL weight used in that epoch (it ramps up during a warm-up).
+    """
 
     elbo: list[float] = field(default_factory=list)
     reconstruction: list[float] = field(default_factory=list)
     kl: list[float] = field(default_factory=list)
+    beta: list[float] = field(default_factory=list)
 
 
 def train_vae(
@@ -156,22 +196,47 @@ def train_vae(
     epochs: int,
     batch_size: int = 64,
     lr: float = 1e-3,
+    beta: float = 1.0,
+    warmup_epochs: int = 0,
+    free_bits: float = 0.0,
     seed: int = 0,
     progress: bool = True,
 ) -> VAEHistory:
-    """Maximise the ELBO of ``data`` ``(n, in_dim)`` (values in ``[0, 1]``) with Adam; returns per-epoch means."""
+    """Maximise the ELBO of ``data`` ``(n, in_dim)`` (values in ``[0, 1]``) with Adam; returns per-epoch means.
+
+    The loss per batch is ``−reconstruction + β_t · KL'``:
+
+    * ``beta``: the KL weight (``1`` is the ELBO; other values give a β-VAE, Higgins et al., 2017);
+    * ``warmup_epochs``: KL annealing (Bowman et al., 2016) — ``β_t`` grows linearly from 0 in
+      the first epoch to ``beta`` at epoch ``warmup_epochs``;
+    * ``free_bits``: ``KL' = Σ_j max(λ, KL_j)`` with ``KL_j`` the batch-mean KL of latent ``j``
+      and ``λ = free_bits`` nats (Kingma et al., 2016): below ``λ`` a latent pays nothing, so
+      there is no gain in collapsing it onto the prior.
+
+    The history records the true ELBO terms whatever the loss.
+    """
     validate.ndim(data, 2, "data", "(n, features)")
     validate.positive_int(epochs, "epochs")
     validate.positive_int(batch_size, "batch_size")
+    if beta < 0 or free_bits < 0:
+        raise ValueError(f"beta and free_bits must be >= 0, got beta={beta}, free_bits={free_bits}")
+    if not isinstance(warmup_epochs, int) or warmup_epochs < 0:
+        raise ValueError(f"warmup_epochs must be a non-negative int, got {warmup_epochs!r}")
     model.to(data.device).train()
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     rng = seeded_generator(seed)
     history = VAEHistory()
-    for _ in tqdm(range(epochs), desc="VAE", disable=not progress):
+    for epoch in tqdm(range(epochs), desc="VAE", disable=not progress):
+        beta_t = beta * min(1.0, epoch / warmup_epochs) if warmup_epochs else beta
         sums = torch.zeros(3)
         for idx in torch.randperm(len(data), generator=rng).split(batch_size):
-            out = model(data[idx.to(data.device)], generator=rng)
-            loss = -out.elbo.mean()
+            x = data[idx.to(data.device)]
+            mu, logvar = model.encode(x)
+            z = reparameterize(mu, logvar, rng)
+            out = elbo(x, model.decode(z), mu, logvar)
+            kl_dims = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).mean(dim=0)  # (latent,)
+            kl_term = kl_dims.clamp_min(free_bits).sum() if free_bits else out.kl.mean()
+            loss = -out.reconstruction.mean() + beta_t * kl_term
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -182,5 +247,6 @@ def train_vae(
         history.elbo.append(means[0])
         history.reconstruction.append(means[1])
         history.kl.append(means[2])
+        history.beta.append(beta_t)
     model.eval()
     return history
