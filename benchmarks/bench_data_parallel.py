@@ -139,11 +139,13 @@ def main() -> None:
     n_params = sum(p.numel() for p in make_model(args.width, args.depth).parameters())
     print(f"device: {name}")
     print(
-        f"model: {n_params / 1e6:.2f} M parameters ({4 * n_params / 1e6:.1f} MB of fp32 gradients), batch {args.batch} per process"
+        f"model: {n_params / 1e6:.2f} M parameters "
+        f"({4 * n_params / 1e6:.1f} MB of fp32 gradients), batch {args.batch} per process"
     )
     print(f"fitted α = {alpha * 1e6:.1f} µs, 1/β = {1 / beta / 1e9:.2f} GB/s\n")
     print(
-        f"{'p':>3} {'compute ms':>11} {'all-reduce ms':>14} {'α–β ms':>8} {'samples/s':>10} {'predicted':>10} {'speed-up':>9}"
+        f"{'p':>3} {'compute ms':>11} {'all-reduce ms':>14} {'α–β ms':>8} "
+        f"{'samples/s':>10} {'predicted':>10} {'speed-up':>9}"
     )
     base = None
     for p in args.procs:
@@ -155,7 +157,8 @@ def main() -> None:
         predicted = p * args.batch / (compute + predicted_comm)
         base = base or throughput
         print(
-            f"{p:>3} {compute * 1e3:11.2f} {comm * 1e3:14.2f} {predicted_comm * 1e3:8.2f} {throughput:10.0f} {predicted:10.0f} {throughput / base:8.2f}×"
+            f"{p:>3} {compute * 1e3:11.2f} {comm * 1e3:14.2f} {predicted_comm * 1e3:8.2f} "
+            f"{throughput:10.0f} {predicted:10.0f} {throughput / base:8.2f}×"
         )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import re
 from pathlib import Path
 
@@ -149,3 +150,7 @@ def test_committed_outputs_carry_no_progress_bar(path):
             assert not PROGRESS_BAR.search(text), (
                 f"code cell {number} keeps progress-bar output: {text[:80]!r}"
             )
+    widgets = json.dumps(nb.metadata.get("widgets", {}))
+    assert not PROGRESS_BAR.search(widgets), (
+        "the saved widget state keeps a progress bar (an old run's): `zen execute` drops it"
+    )

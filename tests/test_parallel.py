@@ -1,4 +1,7 @@
-"""zen.parallel: every distributed algorithm equals its single-process reference (gloo, CPU processes)."""
+"""zen.parallel: every distributed algorithm equals its single-process reference.
+
+The workers are gloo CPU processes.
+"""
 
 from __future__ import annotations
 
@@ -690,7 +693,8 @@ def _helper(t):
         (_broadcast_to_everyone, "sent to rank 2; in a ring it sends only to its right neighbour"),
         (
             _wrong_peer,
-            r"rank 0 called dist.send with peer 3, but the peers of rank 0 are the other ranks 0 … 2",
+            r"rank 0 called dist.send with peer 3, "
+            r"but the peers of rank 0 are the other ranks 0 … 2",
         ),
         (_spins, "rank 0 was still computing after 10 s: an endless loop?"),
         (_helper_fails, r"(?s)in _helper.*ValueError: bad chunk"),

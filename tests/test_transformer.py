@@ -1,4 +1,7 @@
-"""Reference code of the Transformer chapter: zen blocks equal PyTorch's and Hugging Face's with weights copied."""
+"""Reference code of the Transformer chapter.
+
+zen blocks equal PyTorch's and Hugging Face's with weights copied.
+"""
 
 from __future__ import annotations
 
@@ -86,7 +89,10 @@ def test_encoder_stack_matches_torch(device):
 
 
 def test_gpt2_weights_map_onto_a_decoder_only_stack():
-    """zen.gpt's GPT-2 block map (split the fused c_attn, transpose Conv1D) reproduces HF GPT2Model."""
+    """zen.gpt's GPT-2 block map reproduces HF GPT2Model.
+
+    The map splits the fused c_attn and transposes Conv1D.
+    """
     pytest.importorskip("transformers")
     from transformers import GPT2Config, GPT2Model
 
@@ -180,7 +186,8 @@ def test_rope_matches_complex_rotation_and_is_relative():
     rope = RotaryEmbedding(8)
     x = torch.randn(2, 5, 8, dtype=torch.float64)
     ours = rope(x.float(), offset=4).double()
-    # reference: the pair (x_i, x_{i+4}) is the complex number x_i + i·x_{i+4}, multiplied by e^{i p θ_i}
+    # reference: the pair (x_i, x_{i+4}) is the complex number x_i + i·x_{i+4},
+    # multiplied by e^{i p θ_i}
     theta = 10000.0 ** (-torch.arange(0, 8, 2, dtype=torch.float64) / 8)
     z = torch.complex(x[..., :4], x[..., 4:]) * torch.polar(
         torch.ones(5, 4, dtype=torch.float64),

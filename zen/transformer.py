@@ -7,9 +7,9 @@ encoder–decoder (post-norm, ReLU; Vaswani et al., 2017), BERT (post-norm, GELU
     post-norm (paper, BERT):       x ← LN(x + Dropout(Sublayer(x)))
     pre-norm  (GPT-2, most LLMs):  x ← x + Dropout(Sublayer(LN(x)))     (+ one LN after the stack)
 
-    Sublayer = self-attention (causal in a decoder)      (B, L, d) → (B, L, d)
-             | cross-attention to memory (B, S, d)       (B, L, d) → (B, L, d)   decoder of a seq2seq
-             | FFN(x) = fc2(act(fc1(x)))                  (B, L, d) → (B, L, d_ff) → (B, L, d)
+    Sublayer = self-attention (causal in a decoder)   (B, L, d) → (B, L, d)
+             | cross-attention to memory (B, S, d)    (B, L, d) → (B, L, d)   decoder of a seq2seq
+             | FFN(x) = fc2(act(fc1(x)))              (B, L, d) → (B, L, d_ff) → (B, L, d)
 
     x (B, L, d) → block₁ → … → block_n → [LN] → (B, L, d)        Encoder / Decoder
 
@@ -79,7 +79,10 @@ class BlockConfig:
 
 
 class FeedForward(nn.Module):
-    """Position-wise feed-forward network ``fc2(act(fc1(x)))``: ``(..., d_model) → (..., d_model)``."""
+    """Position-wise feed-forward network ``fc2(act(fc1(x)))``.
+
+    Shapes: ``(..., d_model) → (..., d_model)``.
+    """
 
     def __init__(
         self, d_model: int, d_ff: int, activation: str = "gelu", bias: bool = True
@@ -135,21 +138,25 @@ class TransformerBlock(nn.Module):
         self, ref: nn.TransformerEncoderLayer | nn.TransformerDecoderLayer
     ) -> TransformerBlock:
         """Copy the weights of PyTorch's ``nn.TransformerEncoderLayer`` (or, for a block with
-        cross-attention, ``nn.TransformerDecoderLayer``) of the same size into this block. Returns ``self``.
+        cross-attention, ``nn.TransformerDecoderLayer``) of the same size into this block.
+        Returns ``self``.
 
         Mapping: ``self_attn`` → ``attn``, ``multihead_attn`` → ``cross_attn``, ``linear1/2`` →
-        ``ffn.fc1/fc2``, ``norm1`` → ``attn_norm``, then ``norm2`` (and ``norm3``) in sub-layer order.
-        Only weights are copied: build the block with the layer's activation and LayerNorm epsilon.
+        ``ffn.fc1/fc2``, ``norm1`` → ``attn_norm``, then ``norm2`` (and ``norm3``) in sub-layer
+        order. Only weights are copied: build the block with the layer's activation and LayerNorm
+        epsilon.
         """
         decoder = isinstance(ref, nn.TransformerDecoderLayer)
         if not (decoder or isinstance(ref, nn.TransformerEncoderLayer)):
             raise TypeError(
-                f"expected nn.TransformerEncoderLayer or nn.TransformerDecoderLayer, got {type(ref).__name__}"
+                "expected nn.TransformerEncoderLayer or nn.TransformerDecoderLayer, "
+                f"got {type(ref).__name__}"
             )
         if decoder != (self.cross_attn is not None):
             raise ValueError(
                 "an nn.TransformerDecoderLayer maps onto a block with cross_attention=True, an "
-                f"nn.TransformerEncoderLayer onto one without; this block has cross_attention={not decoder}"
+                "nn.TransformerEncoderLayer onto one without; "
+                f"this block has cross_attention={not decoder}"
             )
         if ref.norm_first != self.norm_first:
             raise ValueError(
@@ -186,7 +193,9 @@ class TransformerBlock(nn.Module):
         attn_mask: torch.Tensor | None = None,
         cache: KVCache | None = None,
     ) -> torch.Tensor:
-        """``x (B, L, d_model)``, ``memory (B, S, d_model)`` for cross-attention → ``(B, L, d_model)``.
+        """``x (B, L, d_model)``, ``memory (B, S, d_model)`` for cross-attention.
+
+        Returns ``(B, L, d_model)``.
 
         Padding masks are bool ``(B, S)`` with ``True`` = padding (see :mod:`zen.attention`).
         """
@@ -222,7 +231,10 @@ class TransformerBlock(nn.Module):
 
 
 class _Stack(nn.Module):
-    """``n_layers`` blocks in ``layers``, then ``norm`` (a final LayerNorm; by default only when pre-norm)."""
+    """``n_layers`` blocks in ``layers``, then ``norm``.
+
+    ``norm`` is a final LayerNorm, by default only when pre-norm.
+    """
 
     def __init__(
         self, config: BlockConfig, n_layers: int, final_norm: bool | None, rope: nn.Module | None
@@ -255,7 +267,8 @@ class Encoder(_Stack):
     ) -> None:
         if isinstance(config, BlockConfig) and (config.causal or config.cross_attention):
             raise ValueError(
-                f"an Encoder's blocks are bidirectional without cross-attention, got causal={config.causal}, "
+                "an Encoder's blocks are bidirectional without cross-attention, "
+                f"got causal={config.causal}, "
                 f"cross_attention={config.cross_attention}: use a Decoder"
             )
         super().__init__(config, n_layers, final_norm, rope)
@@ -277,7 +290,8 @@ class Decoder(_Stack):
     when ``config.cross_attention``: ``(B, L, d), memory (B, S, d) → (B, L, d)``.
 
     ``Decoder(BlockConfig(d, h, norm_first=True), n)`` is the GPT-2 stack (final LayerNorm
-    included). ``caches`` (one :class:`~zen.attention.KVCache` per layer) enable incremental decoding.
+    included). ``caches`` (one :class:`~zen.attention.KVCache` per layer) enable incremental
+    decoding.
     """
 
     def __init__(
@@ -351,7 +365,8 @@ class EncoderDecoder(nn.Module):
         validate.positive_int(tgt_vocab_size, "tgt_vocab_size")
         if share_embeddings and src_vocab_size != tgt_vocab_size:
             raise ValueError(
-                f"share_embeddings needs src_vocab_size == tgt_vocab_size, got {src_vocab_size} and {tgt_vocab_size}"
+                "share_embeddings needs src_vocab_size == tgt_vocab_size, "
+                f"got {src_vocab_size} and {tgt_vocab_size}"
             )
         validate.one_of(positional, ("sinusoidal", "learned"), "positional")
         self.d_model = d_model
@@ -370,8 +385,8 @@ class EncoderDecoder(nn.Module):
             else LearnedPositionalEmbedding(max_len, d_model)
         )
         self.dropout = nn.Dropout(dropout)
-        block = BlockConfig(d_model, n_heads, d_ff, dropout, norm_first=norm_first, activation=activation,
-                            use_builtin=use_builtin)  # fmt: skip
+        block = BlockConfig(d_model, n_heads, d_ff, dropout, norm_first=norm_first,
+                            activation=activation, use_builtin=use_builtin)  # fmt: skip
         self.encoder = Encoder(block, n_layers)
         self.decoder = Decoder(replace(block, cross_attention=True), n_dec_layers or n_layers)
         self.lm_head = nn.Linear(d_model, tgt_vocab_size, bias=False)
@@ -420,7 +435,10 @@ class EncoderDecoder(nn.Module):
 
     @torch.no_grad()
     def greedy_decode(self, src: torch.Tensor, bos_id: int, max_new_tokens: int) -> torch.Tensor:
-        """Generate ``(B, max_new_tokens)`` target ids one at a time, always taking the most likely token."""
+        """Generate ``(B, max_new_tokens)`` target ids one at a time.
+
+        Greedy: each step always takes the most likely token.
+        """
         validate.positive_int(max_new_tokens, "max_new_tokens")
         memory = self.encode(src)
         out = torch.full((src.shape[0], 1), bos_id, dtype=torch.long, device=src.device)

@@ -70,7 +70,8 @@ def run(
     past failing cells (their errors are in the outputs); otherwise the first error not tagged
     ``raises-exception`` raises ``nbclient.exceptions.CellExecutionError``. ``hooks`` are
     nbclient's cell hooks (``on_cell_start``, ``on_cell_executed``, ...). Outputs are cleared
-    before running; if the kernel dies, :class:`KernelDied` carries the outputs made so far.
+    before running, with an earlier run's saved widget state; if the kernel dies,
+    :class:`KernelDied` carries the outputs made so far.
     ``preload`` names modules the kernel imports as it starts, before any cell's time limit
     runs (the grader's, so that importing PyTorch on a busy machine is not a student's cell).
     """
@@ -81,6 +82,7 @@ def run(
     for cell in nb.cells:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
+    nb.metadata.pop("widgets", None)  # an earlier run's widget state; this run saves its own
     hooks = dict(hooks or {})
     running = [0]
     user_start = hooks.pop("on_cell_start", None)

@@ -7,7 +7,8 @@ collectives (bandwidth-optimal, ``(N-1)/N`` of the data per volume), and convert
 seconds at ``bandwidth_gb_s`` (the β term of the α–β model; latency ignored).
 
 * ``dp``, ``zero1``, ``zero2``: one all-reduce (or reduce-scatter + all-gather) of the bf16
-  gradients: ``2 (N-1)/N · 2Ψ`` bytes. ``zero3`` adds an all-gather of the weights: ``3 (N-1)/N · 2Ψ``.
+  gradients: ``2 (N-1)/N · 2Ψ`` bytes. ``zero3`` adds an all-gather of the weights:
+  ``3 (N-1)/N · 2Ψ``.
 * ``tp`` (Megatron, all devices in one tensor-parallel group): per layer, an all-reduce of the
   ``(tokens, d_model)`` activations after attention and after the MLP, in forward and again in
   backward: four all-reduces per layer.
@@ -64,7 +65,10 @@ def estimate(
 
 
 def widget():
-    """Sliders for model size, devices and strategy, printing :func:`estimate` (needs ipywidgets)."""
+    """Sliders for model size, devices and strategy, printing :func:`estimate`.
+
+    Needs ipywidgets.
+    """
     import ipywidgets as w
 
     def show(billions: float, devices: int, strategy: str, bandwidth_gb_s: float) -> None:

@@ -189,7 +189,8 @@ def fit_alpha_beta(n_bytes: list[float], seconds: list[float]) -> tuple[float, f
     """Least-squares fit of ``seconds ≈ α + β · n_bytes`` to point-to-point timings."""
     if len(n_bytes) != len(seconds) or len(n_bytes) < 2:
         raise ValueError(
-            f"need at least two (n_bytes, seconds) pairs of equal length, got {len(n_bytes)} and {len(seconds)}"
+            "need at least two (n_bytes, seconds) pairs of equal length, "
+            f"got {len(n_bytes)} and {len(seconds)}"
         )
     x = torch.tensor(n_bytes, dtype=torch.float64)
     y = torch.tensor(seconds, dtype=torch.float64)

@@ -29,14 +29,18 @@ ALGORITHMS = ("builtin", "ring")
 
 
 def shard(x: torch.Tensor, rank: int, world_size: int, dim: int = 0) -> torch.Tensor:
-    """Rank ``rank``'s contiguous slice of ``x`` along ``dim``: shape ``x.shape[dim] / world_size``."""
+    """Rank ``rank``'s contiguous slice of ``x`` along ``dim``.
+
+    Its size along ``dim`` is ``x.shape[dim] / world_size``.
+    """
     validate.tensor(x, "x")
     validate.positive_int(world_size, "world_size")
     if not 0 <= rank < world_size:
         raise ValueError(f"rank must be in [0, {world_size - 1}], got {rank}")
     if x.shape[dim] % world_size:
         raise ValueError(
-            f"world_size {world_size} must divide the size of x along dim {dim}, got shape {tuple(x.shape)}"
+            f"world_size {world_size} must divide the size of x along dim {dim}, "
+            f"got shape {tuple(x.shape)}"
         )
     return x.chunk(world_size, dim=dim)[rank]
 
@@ -63,7 +67,8 @@ def all_reduce_gradients(
     missing = [i for i, p in enumerate(params) if p.grad is None]
     if missing:
         raise RuntimeError(
-            f"parameters {missing} have no gradient: call loss.backward() before all_reduce_gradients"
+            f"parameters {missing} have no gradient: "
+            "call loss.backward() before all_reduce_gradients"
         )
     bucket = parameters_to_vector(
         p.grad for p in params

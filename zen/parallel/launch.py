@@ -143,8 +143,9 @@ def launch(
         except Exception:
             raise RuntimeError(
                 "this process has already used CUDA, so forked workers cannot run autograd, and "
-                f"{getattr(fn, '__qualname__', fn)!r} cannot be sent to spawned workers (define it at "
-                "module level in an importable file), or restart the kernel and launch before using CUDA"
+                f"{getattr(fn, '__qualname__', fn)!r} cannot be sent to spawned workers "
+                "(define it at module level in an importable file), "
+                "or restart the kernel and launch before using CUDA"
             ) from None
         method = "spawn"
     ctx = mp.get_context(method)
@@ -188,8 +189,9 @@ def _run_group(
                 p.start()
             except (AttributeError, TypeError, pickle.PicklingError) as err:
                 raise TypeError(
-                    f"with start_method={method!r} the function and its arguments are pickled, so fn must be "
-                    f"defined at the top level of an importable module (not in a notebook or as a lambda): {err}"
+                    f"with start_method={method!r} the function and its arguments are pickled, "
+                    "so fn must be defined at the top level of an importable module "
+                    f"(not in a notebook or as a lambda): {err}"
                 ) from err
         values: dict[int, Any] = {}
         errors: dict[int, str] = {}
@@ -208,7 +210,8 @@ def _run_group(
                 ]
                 if dead and not errors:
                     raise RuntimeError(
-                        f"rank {dead[0]} died with exit code {procs[dead[0]].exitcode} before reporting"
+                        f"rank {dead[0]} died with exit code {procs[dead[0]].exitcode} "
+                        "before reporting"
                     ) from None
                 if time.monotonic() > deadline:
                     missing = sorted(set(range(world_size)) - set(values) - set(errors))
@@ -238,7 +241,10 @@ def _run_group(
 
 
 def _describe_failure(errors: dict[int, str], world_size: int) -> str:
-    """Name the rank that failed first: a peer's "connection closed" is a consequence, not a cause."""
+    """Name the rank that failed first.
+
+    A peer's "connection closed" is a consequence, not a cause.
+    """
 
     def secondary(tb: str) -> bool:
         return "Connection closed by peer" in tb or "Connection reset" in tb or "Timed out" in tb

@@ -39,7 +39,10 @@ def gpipe_schedule(num_stages: int, num_micro: int) -> list[list[Op]]:
 
 
 def one_f_one_b_schedule(num_stages: int, num_micro: int) -> list[list[Op]]:
-    """Per stage: ``min(p - s - 1, m)`` warm-up forwards, then alternate F and B, then the rest of B."""
+    """The 1F1B schedule: a list of operations per stage.
+
+    Per stage: ``min(p - s - 1, m)`` warm-up forwards, then alternate F and B, then the rest of B.
+    """
     p = validate.positive_int(num_stages, "num_stages")
     m = validate.positive_int(num_micro, "num_micro (micro-batches)")
     out = []
@@ -87,7 +90,10 @@ class Timeline:
         return 1 - busy / (self.num_stages * self.makespan)
 
     def peak_activations(self) -> list[int]:
-        """Per stage, the most micro-batches whose activations are held at once (F done, B not yet)."""
+        """Per stage, the most micro-batches whose activations are held at once.
+
+        A micro-batch's activations are held from its F until its B.
+        """
         peaks = []
         for s in range(self.num_stages):
             held = peak = 0

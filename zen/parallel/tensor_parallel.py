@@ -104,7 +104,10 @@ def _divisible(size: int, world_size: int, what: str) -> None:
 
 
 class ColumnParallelLinear(nn.Module):
-    """Rank's slice of ``nn.Linear(d_in, d_out)`` by output features: ``(…, d_in) → (…, d_out / p)``."""
+    """Rank's slice of ``nn.Linear(d_in, d_out)`` by output features.
+
+    Shapes: ``(…, d_in) → (…, d_out / p)``.
+    """
 
     def __init__(
         self, linear: nn.Linear, world_size: int | None = None, rank: int | None = None
@@ -125,7 +128,10 @@ class ColumnParallelLinear(nn.Module):
 
 
 class RowParallelLinear(nn.Module):
-    """Rank's slice of ``nn.Linear(d_in, d_out)`` by input features: ``(…, d_in / p) → (…, d_out)`` summed over ranks."""
+    """Rank's slice of ``nn.Linear(d_in, d_out)`` by input features.
+
+    Shapes: ``(…, d_in / p) → (…, d_out)``, the outputs summed over ranks.
+    """
 
     def __init__(
         self, linear: nn.Linear, world_size: int | None = None, rank: int | None = None
@@ -159,7 +165,8 @@ class ParallelMLP(nn.Module):
         super().__init__()
         if fc1.out_features != fc2.in_features:
             raise ValueError(
-                f"fc1.out_features ({fc1.out_features}) must equal fc2.in_features ({fc2.in_features})"
+                f"fc1.out_features ({fc1.out_features}) must equal "
+                f"fc2.in_features ({fc2.in_features})"
             )
         self.fc1 = ColumnParallelLinear(fc1, world_size, rank)
         self.fc2 = RowParallelLinear(fc2, world_size, rank)
@@ -170,10 +177,11 @@ class ParallelMLP(nn.Module):
 
 
 class ParallelSelfAttention(nn.Module):
-    """Multi-head self-attention with the heads split across ranks, built from ``nn.MultiheadAttention``.
+    """Multi-head self-attention with the heads split across ranks.
 
-    Input and output ``(batch, seq, d_model)``; each rank computes ``heads / p`` heads. The
-    Q/K/V projection is column-parallel, the output projection row-parallel.
+    Built from ``nn.MultiheadAttention``. Input and output ``(batch, seq, d_model)``; each rank
+    computes ``heads / p`` heads. The Q/K/V projection is column-parallel, the output projection
+    row-parallel.
     """
 
     def __init__(

@@ -148,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
                 torch.nn.utils.vector_to_parameters(flat, reference.parameters())
                 acc = (reference(data.x).argmax(-1) == data.y).float().mean().item()
             print(
-                f"{args.strategy} on {world} process(es), {device.type}: loss {losses[0]:.3f} -> {losses[-1]:.3f}, "
+                f"{args.strategy} on {world} process(es), {device.type}: "
+                f"loss {losses[0]:.3f} -> {losses[-1]:.3f}, "
                 f"test accuracy {acc:.3f}, {throughput:,.0f} samples/s"
             )
             if args.check:

@@ -82,11 +82,11 @@ def zero_communication_per_step(
 
 
 class ShardedAdam:
-    """Adam whose state lives in shards across ranks (ZeRO stage 1 or 2), equal to ``torch.optim.Adam``.
+    """Adam whose state lives in shards across ranks (ZeRO stage 1 or 2).
 
-    Call after ``loss.backward()`` on every rank; gradients are averaged over ranks (this is a
-    data-parallel optimizer: do not all-reduce them yourself). ``state_numel()`` is what this
-    rank stores: ``2 ×`` its shard instead of ``2 ×`` the model.
+    Equal to ``torch.optim.Adam``. Call after ``loss.backward()`` on every rank; gradients are
+    averaged over ranks (this is a data-parallel optimizer: do not all-reduce them yourself).
+    ``state_numel()`` is what this rank stores: ``2 ×`` its shard instead of ``2 ×`` the model.
     """
 
     def __init__(
@@ -99,7 +99,8 @@ class ShardedAdam:
     ) -> None:
         if _check_stage(stage) not in (1, 2):
             raise ValueError(
-                f"ShardedAdam implements ZeRO stages 1 and 2, got {stage}; use fully_shard for stage 3"
+                f"ShardedAdam implements ZeRO stages 1 and 2, got {stage}; "
+                "use fully_shard for stage 3"
             )
         if not dist.is_initialized():
             raise RuntimeError("ShardedAdam needs an initialised process group")
