@@ -240,6 +240,22 @@ def test_classifier_head_and_from_pretrained(device):
     )
 
 
+def test_from_pretrained_can_change_dropout(device):
+    torch.manual_seed(0)
+    encoder = BertModel(small_config(dropout=0.1)).to(device)
+    clf = BertForSequenceClassification.from_pretrained(encoder, num_labels=2, dropout=0.0)
+    assert clf.config.dropout == 0.0 and encoder.config.dropout == 0.1
+    assert clf.dropout.p == 0.0 and clf.bert.embeddings.dropout.p == 0.0
+    ids, types, mask = (t.to(device) for t in padded_batch())
+    clf.train()  # no dropout left: training mode gives the pre-trained encoder's outputs
+    assert torch.allclose(
+        clf.bert(ids, types, mask).last_hidden_state,
+        encoder.eval()(ids, types, mask).last_hidden_state,
+    )
+    with pytest.raises(ValueError, match="dropout"):
+        BertForSequenceClassification.from_pretrained(encoder, num_labels=2, dropout=1.5)
+
+
 def test_padding_does_not_change_real_tokens():
     torch.manual_seed(0)
     model = BertModel(small_config()).eval()

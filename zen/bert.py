@@ -30,7 +30,7 @@ Loading the real ``bert-base-uncased`` (needs the network once; not run in CI)::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import torch
@@ -394,8 +394,14 @@ class BertForSequenceClassification(nn.Module):
         return self.classifier(self.dropout(pooled))  # (B, d) -> (B, num_labels)
 
     @classmethod
-    def from_pretrained(cls, encoder: BertModel, num_labels: int) -> BertForSequenceClassification:
-        """A classifier whose encoder starts from a copy of ``encoder``'s weights (the head is new)."""
-        model = cls(encoder.config, num_labels)
+    def from_pretrained(
+        cls, encoder: BertModel, num_labels: int, dropout: float | None = None
+    ) -> BertForSequenceClassification:
+        """A classifier whose encoder starts from a copy of ``encoder``'s weights (the head is new).
+
+        ``dropout`` replaces the encoder's (e.g. pre-trained without dropout, fine-tuned with 0.1).
+        """
+        config = encoder.config if dropout is None else replace(encoder.config, dropout=dropout)
+        model = cls(config, num_labels)
         model.bert.load_state_dict(encoder.state_dict())
         return model.to(next(encoder.parameters()).device)
