@@ -63,11 +63,13 @@ def main() -> None:
     name = (
         torch.cuda.get_device_name(device)
         if device.type == "cuda"
-        else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+        else f"CPU ({platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} threads)"
     )
     print(f"device: {name}; torch {torch.__version__}, transformers {transformers.__version__}")
     print(
-        f"model: {size} (d={d}, layers={n_layers}, heads={heads}, ff={ff}, vocab={vocab}); batch {batch} x seq {args.seq}"
+        f"model: {size} (d={d}, layers={n_layers}, heads={heads}, ff={ff}, vocab={vocab}); batch "
+        f"{batch} x seq {args.seq}"
     )
 
     hf = transformers.BertModel(hf_cfg).to(device).eval()

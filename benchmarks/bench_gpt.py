@@ -54,9 +54,17 @@ def make_models(args, device):
     from transformers import GPT2Config, GPT2LMHeadModel
 
     hf_cfg = GPT2Config(
-        vocab_size=args.vocab, n_positions=args.seq, n_embd=args.d_model, n_layer=args.layers, n_head=args.heads,
-        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=0, eos_token_id=0,
-    )  # fmt: skip
+        vocab_size=args.vocab,
+        n_positions=args.seq,
+        n_embd=args.d_model,
+        n_layer=args.layers,
+        n_head=args.heads,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=0,
+        eos_token_id=0,
+    )
     torch.manual_seed(0)
     hf = GPT2LMHeadModel(hf_cfg)
     zen_model = GPT.from_hf(hf)
@@ -106,8 +114,13 @@ def train_throughput(forward, params, args, device, autocast: bool, compile: boo
 @torch.no_grad()
 def generate_throughput(generate, args, device) -> float:
     """New tokens per second of greedy generation with a KV cache."""
-    prompt = torch.randint(0, args.vocab, (args.gen_batch, args.prompt), device=device,
-                           generator=torch.Generator(device=device).manual_seed(1))  # fmt: skip
+    prompt = torch.randint(
+        0,
+        args.vocab,
+        (args.gen_batch, args.prompt),
+        device=device,
+        generator=torch.Generator(device=device).manual_seed(1),
+    )
     generate(prompt, 4)  # warm-up
     sync(device)
     start = time.perf_counter()
@@ -122,10 +135,17 @@ def cpu_benchmark(args) -> None:
     zen_model, hf, cfg = make_models(args, device)
     n = zen_model.num_parameters()
     load = Path("/proc/loadavg").read_text().split()[0] if Path("/proc/loadavg").exists() else "n/a"
-    print(f"device: CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
-          f"load average {load}), torch {torch.__version__}")  # fmt: skip
-    print(f"model: {args.layers} layers, d_model {args.d_model}, {args.heads} heads, vocab {args.vocab}, "
-          f"{n / 1e6:.2f} M parameters; train batch {args.batch} x {args.seq}, {args.steps} timed steps")  # fmt: skip
+    print(
+        f"device: CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} "
+        "torch threads, "
+        f"load average {load}), torch {torch.__version__}"
+    )
+    print(
+        f"model: {args.layers} layers, d_model {args.d_model}, {args.heads} heads, vocab "
+        f"{args.vocab}, "
+        f"{n / 1e6:.2f} M parameters; train batch {args.batch} x {args.seq}, {args.steps} timed "
+        "steps"
+    )
 
     rows = []
     zen_model.train(), hf.train()
@@ -139,8 +159,15 @@ def cpu_benchmark(args) -> None:
         return zen_model.generate(p, k, temperature=0, use_cache=True)
 
     def hf_gen(p, k):
-        return hf.generate(p, max_new_tokens=k, min_new_tokens=k, do_sample=False, use_cache=True, pad_token_id=0,
-                           attention_mask=torch.ones_like(p))  # fmt: skip
+        return hf.generate(
+            p,
+            max_new_tokens=k,
+            min_new_tokens=k,
+            do_sample=False,
+            use_cache=True,
+            pad_token_id=0,
+            attention_mask=torch.ones_like(p),
+        )
 
     g_zen, g_hf = (
         generate_throughput(zen_gen, args, device),
@@ -162,8 +189,11 @@ def cpu_benchmark(args) -> None:
     print(f"|{'-' * 60}|-------------:|------------:|---------:|")
     for name, z, h in rows:
         print(f"| {name:58s} | {z:12,.0f} | {h:11,.0f} | {z / h:8.2f} |")
-    print(f"| {'zen generation without the cache (recompute the prefix)':58s} | {g_nc:12,.0f} | {'':11s} | "
-          f"{g_nc / g_zen:7.2f}× of cached |")  # fmt: skip
+    print(
+        f"| {'zen generation without the cache (recompute the prefix)':58s} | {g_nc:12,.0f} | "
+        f"{'':11s} | "
+        f"{g_nc / g_zen:7.2f}× of cached |"
+    )
 
 
 def gpu_benchmark(args) -> None:
@@ -180,9 +210,14 @@ def gpu_benchmark(args) -> None:
     fpt = flops_per_token(cfg, args.seq)
     n = zen_model.num_parameters()
     print(f"device: {name} (peak {peak:.0f} TFLOP/s dense bf16), torch {torch.__version__}")
-    print(f"model: {args.layers} layers, d_model {args.d_model}, {args.heads} heads, vocab {args.vocab}, "
-          f"{n / 1e6:.1f} M parameters; batch {args.batch} x {args.seq}; {fpt / 1e6:.0f} MFLOP/token; "
-          f"bf16 autocast, compile={not args.no_compile}, {args.steps} timed steps after {args.warmup} warm-up")  # fmt: skip
+    print(
+        f"model: {args.layers} layers, d_model {args.d_model}, {args.heads} heads, vocab "
+        f"{args.vocab}, "
+        f"{n / 1e6:.1f} M parameters; batch {args.batch} x {args.seq}; {fpt / 1e6:.0f} "
+        "MFLOP/token; "
+        f"bf16 autocast, compile={not args.no_compile}, {args.steps} timed steps after "
+        f"{args.warmup} warm-up"
+    )
 
     results = []
     models = [("zen GPT", zen_model, lambda m: m)]

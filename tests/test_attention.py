@@ -1,4 +1,5 @@
-"""Reference code of the attention chapter: zen attention equals PyTorch's built-ins, forward and backward."""
+"""Reference code of the attention chapter: zen attention equals PyTorch's built-ins, forward and
+backward."""
 
 from __future__ import annotations
 

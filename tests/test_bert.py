@@ -1,4 +1,4 @@
-"""zen.bert: masking statistics, input encoding, equality with Hugging Face BERT, heads, bad input."""
+"""zen.bert: masking statistics, inputs, equality with Hugging Face BERT, heads, bad input."""
 
 from __future__ import annotations
 

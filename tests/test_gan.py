@@ -1,4 +1,5 @@
-"""Reference code of the GAN chapter: GAN losses, gradient penalty, networks, training and diagnostics."""
+"""Reference code of the GAN chapter: GAN losses, gradient penalty, networks, training and
+diagnostics."""
 
 from __future__ import annotations
 

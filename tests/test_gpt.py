@@ -23,8 +23,18 @@ def hf_gpt2(seed: int = 0, **overrides):
     """A randomly initialised Hugging Face GPT-2 (no download), dropout off."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    cfg = dict(vocab_size=101, n_positions=40, n_embd=48, n_layer=3, n_head=4,
-               resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=0, eos_token_id=0)  # fmt: skip
+    cfg = dict(
+        vocab_size=101,
+        n_positions=40,
+        n_embd=48,
+        n_layer=3,
+        n_head=4,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=0,
+        eos_token_id=0,
+    )
     cfg.update(overrides)
     torch.manual_seed(seed)
     return GPT2LMHeadModel(GPT2Config(**cfg)).eval()

@@ -1,4 +1,5 @@
-"""Reference code of the VAE chapter: reparameterisation, analytic KL, ELBO, the VAE and its training loop."""
+"""Reference code of the VAE chapter: reparameterisation, analytic KL, ELBO, the VAE and its
+training loop."""
 
 from __future__ import annotations
 

@@ -49,7 +49,8 @@ __all__ = [
 def causal_mask(
     L: int, S: int | None = None, offset: int = 0, device: torch.device | str | None = None
 ) -> torch.Tensor:
-    """Boolean mask ``(L, S)``: query ``i`` (at position ``offset + i``) may attend to key ``j <= offset + i``.
+    """Boolean mask ``(L, S)``: query ``i`` (at position ``offset + i``) may attend to key ``j <=
+    offset + i``.
 
     ``offset=0`` is PyTorch's ``is_causal`` (top-left aligned); ``offset = S - L`` aligns it
     bottom-right, as needed when ``L`` new queries follow ``S - L`` cached keys.
@@ -66,17 +67,20 @@ def _check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
         validate.floating(t, name)
     if q.shape[-1] != k.shape[-1]:
         raise ValueError(
-            f"q and k must have the same feature size E (last dim): got q {tuple(q.shape)} and k {tuple(k.shape)}"
+            f"q and k must have the same feature size E (last dim): got q {tuple(q.shape)} and k "
+            f"{tuple(k.shape)}"
         )
     if k.shape[-2] != v.shape[-2]:
         raise ValueError(
-            f"k and v must have the same length S (dim -2): got k {tuple(k.shape)} and v {tuple(v.shape)}"
+            f"k and v must have the same length S (dim -2): got k {tuple(k.shape)} and v "
+            f"{tuple(v.shape)}"
         )
     try:
         torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
     except RuntimeError:
         raise ValueError(
-            f"batch dims of q, k, v must broadcast: got q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}"
+            f"batch dims of q, k, v must broadcast: got q {tuple(q.shape)}, k {tuple(k.shape)}, v "
+            f"{tuple(v.shape)}"
         ) from None
 
 
@@ -165,7 +169,7 @@ class KVCache:
         return 0 if self.k is None else self.k.shape[-2]
 
     def update(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Append ``k``, ``v`` ``(B, h, L_new, d_head)`` along the sequence and return all of them."""
+        """Append ``k``, ``v`` ``(B, h, L_new, d_head)`` along the sequence; return all."""
         if self.k is None:
             self.k, self.v = k, v
         else:
@@ -222,7 +226,10 @@ class MultiHeadAttention(nn.Module):
         self.rope = rope
 
     def extra_repr(self) -> str:
-        return f"d_model={self.d_model}, n_heads={self.n_heads}, d_head={self.d_head}, use_builtin={self.use_builtin}"
+        return (
+            f"d_model={self.d_model}, n_heads={self.n_heads}, d_head={self.d_head}, "
+            f"use_builtin={self.use_builtin}"
+        )
 
     @torch.no_grad()
     def load_torch_weights(self, ref: nn.MultiheadAttention) -> MultiHeadAttention:
@@ -243,8 +250,10 @@ class MultiHeadAttention(nn.Module):
             self.vdim,
         ) != (self.d_model,) * 2:
             raise ValueError(
-                f"size mismatch: nn.MultiheadAttention has embed_dim={ref.embed_dim}, num_heads={ref.num_heads}; "
-                f"this module has d_model={self.d_model}, n_heads={self.n_heads}, kdim={self.kdim}, vdim={self.vdim}"
+                f"size mismatch: nn.MultiheadAttention has embed_dim={ref.embed_dim}, "
+                f"num_heads={ref.num_heads}; "
+                f"this module has d_model={self.d_model}, n_heads={self.n_heads}, "
+                f"kdim={self.kdim}, vdim={self.vdim}"
             )
         if (ref.in_proj_bias is None) != (self.q_proj.bias is None):
             raise ValueError(
@@ -333,9 +342,11 @@ class MultiHeadAttention(nn.Module):
         return (out, weights) if need_weights else out
 
     def _check_inputs(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> None:
-        for name, t, d, axes in (("query", query, self.d_model, "(batch, L, d_model)"),
-                                 ("key", key, self.kdim, "(batch, S, kdim)"),
-                                 ("value", value, self.vdim, "(batch, S, vdim)")):  # fmt: skip
+        for name, t, d, axes in (
+            ("query", query, self.d_model, "(batch, L, d_model)"),
+            ("key", key, self.kdim, "(batch, S, kdim)"),
+            ("value", value, self.vdim, "(batch, S, vdim)"),
+        ):
             validate.ndim(t, 3, name, axes)
             validate.features(t, d, name)
         if key.shape[:2] != value.shape[:2] or key.shape[0] != query.shape[0]:
@@ -367,7 +378,8 @@ class MultiHeadAttention(nn.Module):
                 )
             if key_padding_mask.shape != (B, S):
                 raise ValueError(
-                    f"key_padding_mask must have shape (batch, S) = {(B, S)}, got {tuple(key_padding_mask.shape)}"
+                    f"key_padding_mask must have shape (batch, S) = {(B, S)}, got "
+                    f"{tuple(key_padding_mask.shape)}"
                 )
             keep = rearrange(~key_padding_mask, "b s -> b 1 1 s")  # (B, S) -> (B, 1, 1, S)
             mask = keep if mask is None else _and(mask, keep)

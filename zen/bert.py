@@ -23,7 +23,8 @@ Loading the real ``bert-base-uncased`` (needs the network once; not run in CI)::
     hf = HFBert.from_pretrained("bert-base-uncased").eval()
     tok = BertTokenizer.from_pretrained("bert-base-uncased")
     model = zen.bert.BertModel.from_hf(hf).eval()
-    batch = tok(["a first sentence", "a second, longer sentence"], padding=True, return_tensors="pt")
+    texts = ["a first sentence", "a second, longer sentence"]
+    batch = tok(texts, padding=True, return_tensors="pt")
     hidden, pooled = model(batch["input_ids"], batch["token_type_ids"], batch["attention_mask"])
     # hidden agrees with hf(**batch).last_hidden_state to about 1e-5
 """
@@ -97,36 +98,53 @@ class BertConfig:
 
     def block(self) -> BlockConfig:
         """The encoder's blocks: post-norm, bidirectional."""
-        return BlockConfig(self.d_model, self.n_heads, self.d_ff, self.dropout, activation=self.activation,
-                           layer_norm_eps=self.layer_norm_eps, use_builtin=self.use_builtin)  # fmt: skip
+        return BlockConfig(
+            self.d_model,
+            self.n_heads,
+            self.d_ff,
+            self.dropout,
+            activation=self.activation,
+            layer_norm_eps=self.layer_norm_eps,
+            use_builtin=self.use_builtin,
+        )
 
     @classmethod
     def from_hf(cls, hf_config) -> BertConfig:
-        """The equivalent config of a ``transformers.BertConfig`` (dropouts kept as hidden_dropout_prob)."""
+        """The equivalent config of a ``transformers.BertConfig`` (dropouts kept as
+        hidden_dropout_prob)."""
         kind = getattr(hf_config, "position_embedding_type", None) or "absolute"
         if kind != "absolute":
             raise ValueError(f"only absolute position embeddings are supported, got {kind!r}")
         if getattr(hf_config, "is_decoder", False):
             raise ValueError("a BERT configured as a decoder (is_decoder=True) is not supported")
         return cls(
-            vocab_size=hf_config.vocab_size, d_model=hf_config.hidden_size,
-            n_layers=hf_config.num_hidden_layers, n_heads=hf_config.num_attention_heads,
-            d_ff=hf_config.intermediate_size, max_len=hf_config.max_position_embeddings,
-            type_vocab_size=hf_config.type_vocab_size, dropout=hf_config.hidden_dropout_prob,
-            layer_norm_eps=hf_config.layer_norm_eps, activation=activations.from_hf(hf_config.hidden_act),
+            vocab_size=hf_config.vocab_size,
+            d_model=hf_config.hidden_size,
+            n_layers=hf_config.num_hidden_layers,
+            n_heads=hf_config.num_attention_heads,
+            d_ff=hf_config.intermediate_size,
+            max_len=hf_config.max_position_embeddings,
+            type_vocab_size=hf_config.type_vocab_size,
+            dropout=hf_config.hidden_dropout_prob,
+            layer_norm_eps=hf_config.layer_norm_eps,
+            activation=activations.from_hf(hf_config.hidden_act),
             pad_token_id=hf_config.pad_token_id if hf_config.pad_token_id is not None else 0,
-        )  # fmt: skip
+        )
 
 
 class BertOutput(NamedTuple):
-    """What :class:`BertModel` returns: ``last_hidden_state (B, L, d)`` and ``pooler_output (B, d)``."""
+    """What :class:`BertModel` returns: ``last_hidden_state (B, L, d)``, ``pooler_output (B, d)``.
+    """
 
     last_hidden_state: torch.Tensor
     pooler_output: torch.Tensor
 
 
 class BertEmbeddings(nn.Module):
-    """``LayerNorm(word[ids] + position[0..L-1] + segment[token_type_ids])`` then dropout: ``(B, L) → (B, L, d)``."""
+    """``LayerNorm(word[ids] + position[0..L-1] + segment[token_type_ids])`` then dropout.
+
+    ``(B, L) → (B, L, d)``.
+    """
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__()
@@ -147,9 +165,11 @@ def _check_inputs(
     token_type_ids: torch.Tensor | None,
     attention_mask: torch.Tensor | None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Validate the three inputs; return ``token_type_ids`` (zeros by default) and a key-padding mask.
+    """Validate the three inputs; return ``token_type_ids`` (zeros by default) and a key-padding
+    mask.
 
-    Token ids are range-checked only on the CPU (no GPU synchronisation; see :func:`zen.validate.token_ids`).
+    Token ids are range-checked only on the CPU (no GPU synchronisation; see
+    :func:`zen.validate.token_ids`).
     """
     validate.token_ids(input_ids, config.vocab_size, "input_ids")
     if input_ids.shape[1] > config.max_len:
@@ -206,7 +226,8 @@ class BertModel(nn.Module):
         token_type_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Attention weights of every layer and head: ``(n_layers, B, n_heads, L, L)`` (rows sum to 1)."""
+        """Attention weights of every layer and head: ``(n_layers, B, n_heads, L, L)`` (rows sum to
+        1)."""
         token_type_ids, padding = _check_inputs(
             self.config, input_ids, token_type_ids, attention_mask
         )
@@ -238,7 +259,8 @@ class BertModel(nn.Module):
 
 @torch.no_grad()
 def init_bert_weights(module: nn.Module, std: float = 0.02) -> None:
-    """BERT's initialisation: ``N(0, 0.02)`` weights, zero biases, LayerNorm ``(1, 0)``; the padding row is zero."""
+    """BERT's initialisation: ``N(0, 0.02)`` weights, zero biases, LayerNorm ``(1, 0)``; the padding
+    row is zero."""
     if isinstance(module, nn.Linear):
         nn.init.normal_(module.weight, std=std)
         if module.bias is not None:
@@ -256,7 +278,8 @@ def init_bert_weights(module: nn.Module, std: float = 0.02) -> None:
 
 @torch.no_grad()
 def load_hf_bert_layer(block: TransformerBlock, hf_layer) -> TransformerBlock:
-    """Copy one Hugging Face ``BertLayer`` (``BertModel.encoder.layer[i]``) into a post-norm ``block``.
+    """Copy one Hugging Face ``BertLayer`` (``BertModel.encoder.layer[i]``) into a post-norm
+    ``block``.
 
     ==================================  ===================
     Hugging Face ``BertLayer``          zen ``TransformerBlock``
@@ -272,10 +295,16 @@ def load_hf_bert_layer(block: TransformerBlock, hf_layer) -> TransformerBlock:
     Both use ``nn.Linear``, so weights copy as they are; a size mismatch raises, naming the shapes.
     """
     a = hf_layer.attention
-    pairs = ((block.attn.q_proj, a.self.query), (block.attn.k_proj, a.self.key), (block.attn.v_proj, a.self.value),
-             (block.attn.out_proj, a.output.dense), (block.attn_norm, a.output.LayerNorm),
-             (block.ffn.fc1, hf_layer.intermediate.dense), (block.ffn.fc2, hf_layer.output.dense),
-             (block.ffn_norm, hf_layer.output.LayerNorm))  # fmt: skip
+    pairs = (
+        (block.attn.q_proj, a.self.query),
+        (block.attn.k_proj, a.self.key),
+        (block.attn.v_proj, a.self.value),
+        (block.attn.out_proj, a.output.dense),
+        (block.attn_norm, a.output.LayerNorm),
+        (block.ffn.fc1, hf_layer.intermediate.dense),
+        (block.ffn.fc2, hf_layer.output.dense),
+        (block.ffn_norm, hf_layer.output.LayerNorm),
+    )
     for dst, src in pairs:
         dst.load_state_dict(src.state_dict())
     return block
@@ -301,7 +330,8 @@ def load_hf_encoder_weights(model: BertModel, hf_model) -> None:
 
 # -------------------------------------------------------------------------------------- heads
 class BertForMaskedLM(nn.Module):
-    """BERT with the MLM head ``decoder(LayerNorm(GELU(dense(h)))) + bias``; the decoder *is* the word embedding.
+    """BERT with the MLM head ``decoder(LayerNorm(GELU(dense(h)))) + bias``; the decoder *is* the
+    word embedding.
 
     ``forward(input_ids, token_type_ids=None, attention_mask=None) → logits (B, L, V)``.
     """
@@ -348,7 +378,8 @@ class BertForMaskedLM(nn.Module):
         """
         if labels.shape != input_ids.shape:
             raise ValueError(
-                f"labels must have the shape of input_ids {tuple(input_ids.shape)}, got {tuple(labels.shape)}"
+                f"labels must have the shape of input_ids {tuple(input_ids.shape)}, got "
+                f"{tuple(labels.shape)}"
             )
         picked = labels != IGNORE_INDEX  # (B, L) bool
         if not picked.any():
@@ -370,7 +401,8 @@ class BertForMaskedLM(nn.Module):
 
 
 class BertForSequenceClassification(nn.Module):
-    """BERT for sentence classification: ``logits = W · dropout(pooler_output) + b``, ``(B, num_labels)``.
+    """BERT for sentence classification: ``logits = W · dropout(pooler_output) + b``, ``(B,
+    num_labels)``.
 
     Train with ``F.cross_entropy(logits, labels)`` on the raw logits.
     """

@@ -88,17 +88,32 @@ class GPTConfig:
 
     def block(self) -> BlockConfig:
         """The decoder's blocks: pre-norm and causal, without cross-attention."""
-        return BlockConfig(self.d_model, self.n_heads, self.d_ff, self.dropout, norm_first=True, causal=True,
-                           activation=self.activation, layer_norm_eps=self.layer_norm_eps, bias=self.bias,
-                           use_builtin=self.use_builtin)  # fmt: skip
+        return BlockConfig(
+            self.d_model,
+            self.n_heads,
+            self.d_ff,
+            self.dropout,
+            norm_first=True,
+            causal=True,
+            activation=self.activation,
+            layer_norm_eps=self.layer_norm_eps,
+            bias=self.bias,
+            use_builtin=self.use_builtin,
+        )
 
     def transformer_size(self) -> TransformerSize:
-        """The sizes in :mod:`zen.counting`'s terms (a decoder-only stack with a final LayerNorm)."""
+        """The sizes in :mod:`zen.counting`'s terms (decoder-only, final LayerNorm)."""
         return TransformerSize(
-            d_model=self.d_model, n_heads=self.n_heads, d_ff=self.d_ff, n_layers=self.n_layers,
-            vocab_size=self.vocab_size, max_len=self.max_len, tie_output=self.tie_weights, bias=self.bias,
+            d_model=self.d_model,
+            n_heads=self.n_heads,
+            d_ff=self.d_ff,
+            n_layers=self.n_layers,
+            vocab_size=self.vocab_size,
+            max_len=self.max_len,
+            tie_output=self.tie_weights,
+            bias=self.bias,
             final_norm=True,
-        )  # fmt: skip
+        )
 
     @classmethod
     def from_hf(cls, hf_config) -> GPTConfig:
@@ -225,7 +240,8 @@ class GPT(nn.Module):
             raise ValueError("idx must contain at least one token per sequence, got seq length 0")
         if past + idx.size(1) > self.config.max_len:
             raise ValueError(
-                f"sequence length {past + idx.size(1)} (cache {past} + input {idx.size(1)}) exceeds "
+                f"sequence length {past + idx.size(1)} (cache {past} + input {idx.size(1)}) "
+                "exceeds "
                 f"max_len {self.config.max_len}"
             )
 
@@ -253,7 +269,8 @@ class GPT(nn.Module):
         use_cache: bool = True,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """Extend ``idx`` ``(batch, seq)`` by ``max_new_tokens`` sampled tokens → ``(batch, seq + new)``.
+        """Extend ``idx`` ``(batch, seq)`` by ``max_new_tokens`` sampled tokens → ``(batch, seq +
+        new)``.
 
         ``temperature=0`` is greedy decoding; ``top_k``/``top_p`` restrict sampling to the most
         likely tokens (see :mod:`zen.sampling`). With ``use_cache`` each step feeds only the
@@ -264,7 +281,8 @@ class GPT(nn.Module):
         """
         validate.positive_int(max_new_tokens, "max_new_tokens")
         # The prompt's ids are read back once, here, on any device; the loop then feeds only ids
-        # sampled from the model, which forward range-checks on the CPU only (no GPU sync per token).
+        # sampled from the model, which forward range-checks on the CPU only (no GPU sync per
+        # token).
         self._check_idx(idx[:, -self.config.max_len :], 0, values=True)
         was_training = self.training
         self.eval()
@@ -284,10 +302,12 @@ class GPT(nn.Module):
 
     @classmethod
     def from_hf(cls, hf_model) -> GPT:
-        """A zen :class:`GPT` with the weights of a ``transformers.GPT2LMHeadModel`` (or ``GPT2Model``).
+        """A zen :class:`GPT` with the weights of a ``transformers.GPT2LMHeadModel`` (or
+        ``GPT2Model``).
 
         The blocks map through :func:`load_hf_gpt2_block`; ``wte``, ``wpe`` and ``ln_f`` (→
-        ``decoder.norm``) copy as they are. The model has the Hugging Face model's dtype, on the CPU.
+        ``decoder.norm``) copy as they are. The model has the Hugging Face model's dtype, on the
+        CPU.
         """
         body = getattr(hf_model, "transformer", hf_model)
         if not all(hasattr(body, name) for name in ("wte", "wpe", "h", "ln_f")):
@@ -319,8 +339,11 @@ def load_hf_gpt2_block(block: TransformerBlock, hf_block) -> TransformerBlock:
         mlp.c_fc (.T)            → ffn.fc1               mlp.c_proj (.T) → ffn.fc2
     """
     d, a, h = block.attn.d_model, block.attn, hf_block
-    for lin, w, b in zip((a.q_proj, a.k_proj, a.v_proj), h.attn.c_attn.weight.split(d, dim=1),
-                         h.attn.c_attn.bias.split(d)):  # (d, 3d) -> 3 × (d, d)  # fmt: skip
+    for lin, w, b in zip(
+        (a.q_proj, a.k_proj, a.v_proj),
+        h.attn.c_attn.weight.split(d, dim=1),
+        h.attn.c_attn.bias.split(d),
+    ):  # (d, 3d) -> 3 × (d, d)
         lin.weight.copy_(w.T)
         lin.bias.copy_(b)
     for lin, conv in (
@@ -337,7 +360,7 @@ def load_hf_gpt2_block(block: TransformerBlock, hf_block) -> TransformerBlock:
 
 # --------------------------------------------------------------------------- training helpers
 def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean next-token cross-entropy: logits ``(batch, seq, vocab)``, targets ``(batch, seq)`` ids."""
+    """Mean next-token cross-entropy of logits ``(batch, seq, vocab)`` and ids ``(batch, seq)``."""
     validate.ndim(logits, 3, "logits", "(batch, seq, vocab)")
     validate.ndim(targets, 2, "targets", "(batch, seq)")
     return F.cross_entropy(

@@ -50,7 +50,7 @@ def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_ratio: flo
 def warmup_cosine_schedule(
     optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int, min_ratio: float = 0.1
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """:func:`warmup_cosine` as a scheduler: call ``scheduler.step()`` after every optimizer step."""
+    """:func:`warmup_cosine` as a scheduler: ``scheduler.step()`` after each optimizer step."""
     warmup_cosine(0, warmup_steps, total_steps, min_ratio)  # check the arguments once, here
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: warmup_cosine(step, warmup_steps, total_steps, min_ratio)

@@ -37,14 +37,16 @@ def _check_gaussian(mu: torch.Tensor, logvar: torch.Tensor) -> None:
     validate.floating(logvar, "logvar")
     if mu.shape != logvar.shape:
         raise ValueError(
-            f"mu and logvar must have the same shape, got {tuple(mu.shape)} and {tuple(logvar.shape)}"
+            f"mu and logvar must have the same shape, got {tuple(mu.shape)} and "
+            f"{tuple(logvar.shape)}"
         )
 
 
 def reparameterize(
     mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    """``z = μ + exp(½ log σ²) ⊙ ε``, ``ε ~ N(0, I)`` drawn on CPU from ``generator``; ``(batch, latent)``."""
+    """``z = μ + exp(½ log σ²) ⊙ ε``, ``ε ~ N(0, I)`` drawn on CPU from ``generator``; ``(batch,
+    latent)``."""
     _check_gaussian(mu, logvar)
     eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype).to(mu.device)
     return mu + torch.exp(0.5 * logvar) * eps
@@ -60,7 +62,8 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 
 
 def bernoulli_log_likelihood(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-    """``log p(x | z) = Σ_i [x_i log σ(ℓ_i) + (1 − x_i) log(1 − σ(ℓ_i))]`` per example: ``(batch, d) -> (batch,)``.
+    """``log p(x | z) = Σ_i [x_i log σ(ℓ_i) + (1 − x_i) log(1 − σ(ℓ_i))]`` per example: ``(batch, d)
+    -> (batch,)``.
 
     ``x`` must lie in ``[0, 1]`` (grey levels are allowed: the usual, slightly unnormalised,
     treatment of pixel intensities as Bernoulli means).
@@ -74,7 +77,8 @@ def bernoulli_log_likelihood(x: torch.Tensor, logits: torch.Tensor) -> torch.Ten
         )
     if x.numel() and (x.min() < 0 or x.max() > 1):
         raise ValueError(
-            f"x must lie in [0, 1] for a Bernoulli decoder, got values in [{x.min().item():.3g}, {x.max().item():.3g}]"
+            f"x must lie in [0, 1] for a Bernoulli decoder, got values in [{x.min().item():.3g}, "
+            f"{x.max().item():.3g}]"
         )
     # −softplus(−ℓ) = log σ(ℓ) and −softplus(ℓ) = log(1 − σ(ℓ)): finite for any logit
     return -(x * F.softplus(-logits) + (1 - x) * F.softplus(logits)).sum(dim=1)
@@ -90,7 +94,8 @@ class ELBO:
 
 
 def elbo(x: torch.Tensor, logits: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> ELBO:
-    """ELBO per example from the decoder's logits ``(batch, d)`` at ``z = μ + σε`` and the posterior ``(μ, log σ²)``."""
+    """ELBO per example from the decoder's logits ``(batch, d)`` at ``z = μ + σε`` and the posterior
+    ``(μ, log σ²)``."""
     _check_gaussian(mu, logvar)
     validate.same_size(x, mu, 0, "x", "mu")
     rec = bernoulli_log_likelihood(x, logits)
@@ -99,7 +104,8 @@ def elbo(x: torch.Tensor, logits: torch.Tensor, mu: torch.Tensor, logvar: torch.
 
 
 class VAE(nn.Module):
-    """MLP VAE: encoder ``(n, in_dim) -> μ, log σ² (n, latent_dim)``, decoder ``(n, latent_dim) -> logits (n, in_dim)``."""
+    """MLP VAE: encoder ``(n, in_dim) -> μ, log σ² (n, latent_dim)``, decoder ``(n, latent_dim) ->
+    logits (n, in_dim)``."""
 
     def __init__(self, in_dim: int = 64, latent_dim: int = 2, hidden: int = 128, depth: int = 2):
         super().__init__()
@@ -202,7 +208,8 @@ def train_vae(
     seed: int = 0,
     progress: bool = True,
 ) -> VAEHistory:
-    """Maximise the ELBO of ``data`` ``(n, in_dim)`` (values in ``[0, 1]``) with Adam; returns per-epoch means.
+    """Maximise the ELBO of ``data`` ``(n, in_dim)`` (values in ``[0, 1]``) with Adam; returns per-
+    epoch means.
 
     The loss per batch is ``−reconstruction + β_t · KL'``:
 

@@ -53,7 +53,8 @@ def generator_loss(fake_logits: torch.Tensor, kind: str = "non_saturating") -> t
 
 
 def wgan_critic_loss(real_scores: torch.Tensor, fake_scores: torch.Tensor) -> torch.Tensor:
-    """``E[f(G(z))] − E[f(x)]``: the critic ``f`` maximises the gap (an estimate of W1 when ``f`` is 1-Lipschitz)."""
+    """``E[f(G(z))] − E[f(x)]``: the critic ``f`` maximises the gap (an estimate of W1 when ``f`` is
+    1-Lipschitz)."""
     _check_scores(real_scores, "real_scores")
     _check_scores(fake_scores, "fake_scores")
     return fake_scores.mean() - real_scores.mean()
@@ -77,7 +78,8 @@ def gradient_penalty(
     Args:
         critic: maps ``(n, ...)`` to scores ``(n,)``.
         real, fake: ``(n, ...)`` batches of the same shape.
-        alpha: ``(n,)`` mixing weights in ``[0, 1]``; drawn ``U(0, 1)`` (from ``generator``) if ``None``.
+        alpha: ``(n,)`` mixing weights in ``[0, 1]``; drawn ``U(0, 1)`` (from ``generator``) if
+            ``None``.
 
     The gradient is taken with ``create_graph=True``, so the penalty is differentiable with
     respect to the critic's parameters (it is added to the critic's loss).
@@ -87,7 +89,8 @@ def gradient_penalty(
     validate.floating(real, "real")
     if real.shape != fake.shape or real.ndim < 2:
         raise ValueError(
-            f"real and fake must have the same shape (n, ...), got {tuple(real.shape)} and {tuple(fake.shape)}"
+            f"real and fake must have the same shape (n, ...), got {tuple(real.shape)} and "
+            f"{tuple(fake.shape)}"
         )
     n = real.shape[0]
     if alpha is None:
@@ -116,7 +119,8 @@ def optimal_discriminator(p_data: torch.Tensor, p_g: torch.Tensor) -> torch.Tens
     validate.floating(p_g, "p_g")
     if p_data.shape != p_g.shape:
         raise ValueError(
-            f"p_data and p_g must have the same shape, got {tuple(p_data.shape)} and {tuple(p_g.shape)}"
+            f"p_data and p_g must have the same shape, got {tuple(p_data.shape)} and "
+            f"{tuple(p_g.shape)}"
         )
     if (p_data < 0).any() or (p_g < 0).any():
         raise ValueError("densities must be non-negative")

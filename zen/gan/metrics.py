@@ -77,7 +77,8 @@ def _knn_manifold(points: torch.Tensor, queries: torch.Tensor, k: int) -> torch.
 
 
 def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3) -> PrecisionRecall:
-    """Improved precision and recall (Kynkäänniemi et al., 2019) of ``fake`` ``(m, d)`` vs ``real`` ``(n, d)``.
+    """Improved precision and recall (Kynkäänniemi et al., 2019) of ``fake`` ``(m, d)`` vs ``real``
+    ``(n, d)``.
 
     Each set's manifold is the union of balls around its points with radius the distance to
     the ``k``-th nearest neighbour within the set. **Precision** is the share of fake samples

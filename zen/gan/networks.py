@@ -1,4 +1,5 @@
-"""MLP generator ``(n, latent) -> (n, d)`` and discriminator ``(n, d) -> (n,)``, optionally conditional.
+"""MLP generator ``(n, latent) -> (n, d)`` and discriminator ``(n, d) -> (n,)``, optionally
+conditional.
 
 A conditional network (``num_classes > 0``) reads the one-hot class appended to its input.
 """
@@ -77,7 +78,8 @@ class MLPGenerator(nn.Module):
     def sample(
         self, n: int, generator: torch.Generator | None = None, y: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """``n`` samples ``(n, out_dim)`` from ``z ~ N(0, I)`` (noise drawn on CPU from ``generator``).
+        """``n`` samples ``(n, out_dim)`` from ``z ~ N(0, I)`` (noise drawn on CPU from
+        ``generator``).
 
         A conditional generator needs the classes ``y`` ``(n,)`` of the samples.
         """

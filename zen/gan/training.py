@@ -1,4 +1,5 @@
-"""The alternating GAN training loop: ``d_steps`` critic updates, then ``g_steps`` generator updates."""
+"""The alternating GAN training loop: ``d_steps`` critic updates, then ``g_steps`` generator
+updates."""
 
 from __future__ import annotations
 
@@ -59,7 +60,8 @@ def train_gan(
     n_snapshot: int = 64,
     progress: bool = True,
 ) -> GANHistory:
-    """Alternate ``d_steps`` discriminator (critic) updates and one generator update, ``steps`` times.
+    """Alternate ``d_steps`` discriminator (critic) updates and one generator update, ``steps``
+    times.
 
     Args:
         data: real samples ``(n, d)`` on any device (batches are drawn with replacement).
