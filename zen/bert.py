@@ -133,8 +133,7 @@ class BertConfig:
 
 
 class BertOutput(NamedTuple):
-    """What :class:`BertModel` returns: ``last_hidden_state (B, L, d)``, ``pooler_output (B, d)``.
-    """
+    """:class:`BertModel` output: ``last_hidden_state (B, L, d)``, ``pooler_output (B, d)``."""
 
     last_hidden_state: torch.Tensor
     pooler_output: torch.Tensor
