@@ -7,8 +7,6 @@
     gelu_tanh(x) = x/2 · (1 + tanh(√(2/π) · (x + 0.044715 x³)))  (GPT-2's "gelu_new")
     silu(x)      = x · σ(x)                                   (Llama's SwiGLU gate)
     leaky_relu(x) = max(x, 0.2 x)                             (the DCGAN slope)
-    elu(x)       = x if x > 0 else eˣ − 1
-    tanh(x), sigmoid(x) = 1 / (1 + e⁻ˣ)                       (the classic saturating pair)
 
 Hugging Face configs name them differently (``HF_NAMES``); :func:`from_hf` translates.
 """
@@ -31,9 +29,6 @@ ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"),
     "silu": F.silu,
     "leaky_relu": lambda x: F.leaky_relu(x, 0.2),
-    "elu": F.elu,
-    "tanh": torch.tanh,
-    "sigmoid": torch.sigmoid,
 }
 
 #: Hugging Face's ``hidden_act`` / ``activation_function`` names → zen's names.

@@ -26,6 +26,7 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from zen import activations, validate
@@ -33,6 +34,12 @@ from zen import activations, validate
 __all__ = ["fans", "variance_gain", "gain", "kaiming_normal_", "xavier_normal_", "init_linear_"]
 
 _PIECEWISE_LINEAR = ("linear", "relu", "leaky_relu")
+#: the classic activations that the course's blocks do not offer (zen.activations has the rest)
+_CLASSIC: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "elu": F.elu,
+    "tanh": torch.tanh,
+    "sigmoid": torch.sigmoid,
+}
 
 
 def fans(weight: torch.Tensor) -> tuple[int, int]:
@@ -61,9 +68,11 @@ def gain(nonlinearity: str, negative_slope: float = 0.01) -> float:
     """The variance-preserving gain of ``nonlinearity``.
 
     ``"linear"``, ``"relu"`` and ``"leaky_relu"`` (with ``negative_slope``) in closed form;
-    any other name of :data:`zen.activations.ACTIVATIONS` by :func:`variance_gain`.
+    ``"elu"``, ``"tanh"``, ``"sigmoid"`` and any other name of
+    :data:`zen.activations.ACTIVATIONS` by :func:`variance_gain`.
     """
-    choices = [*_PIECEWISE_LINEAR, *sorted(set(activations.ACTIVATIONS) - {"leaky_relu"})]
+    smooth = {**activations.ACTIVATIONS, **_CLASSIC}
+    choices = [*_PIECEWISE_LINEAR, *sorted(set(smooth) - set(_PIECEWISE_LINEAR))]
     validate.one_of(nonlinearity, choices, "nonlinearity")
     if nonlinearity == "linear":
         return 1.0
@@ -71,7 +80,7 @@ def gain(nonlinearity: str, negative_slope: float = 0.01) -> float:
         return math.sqrt(2.0)
     if nonlinearity == "leaky_relu":
         return math.sqrt(2.0 / (1.0 + negative_slope**2))
-    return variance_gain(activations.get(nonlinearity))
+    return variance_gain(smooth[nonlinearity])
 
 
 def kaiming_normal_(
