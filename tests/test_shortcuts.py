@@ -45,6 +45,41 @@ SHORTCUTS: dict[str, list[tuple[str, str, list[str], str]]] = {
             OWN,
         ),
     ],
+    "knobs": [
+        (
+            "kaiming_std",
+            "def kaiming_std(fan_in, negative_slope=0.0):\n"
+            "    return nn.init.calculate_gain('leaky_relu', negative_slope) / math.sqrt(fan_in)",
+            ["standard deviation of Kaiming"],
+            OWN,
+        ),
+        (
+            "kaiming_normal_",
+            "def kaiming_normal_(weight, negative_slope=0.0, generator=None):\n"
+            "    return nn.init.kaiming_normal_(\n"
+            "        weight, a=negative_slope, nonlinearity='leaky_relu', generator=generator\n"
+            "    )",
+            ["kaiming_normal_ fills", "Kaiming keeps the variance"],
+            OWN,
+        ),
+        (
+            "layer_variances",
+            "def layer_variances(net, x):\n"
+            "    return zen.layerstats.output_variances(net, x).tolist()",
+            ["layer_variances equals"],
+            OWN,
+        ),
+        (
+            "deep_relu_net",
+            "def deep_relu_net(width, depth, negative_slope=0.0, generator=None):\n"
+            "    layers = [m for _ in range(depth) for m in (nn.ReLU(), nn.Linear(width, width))]\n"
+            "    return zen.init.init_linear_(\n"
+            "        nn.Sequential(*layers), 'kaiming', gain=math.sqrt(2), generator=generator\n"
+            "    )",
+            ["Kaiming keeps the variance"],
+            OWN,
+        ),
+    ],
     "attention": [
         (
             "attention",
