@@ -151,7 +151,7 @@ def channels(x: torch.Tensor, n: int, name: str, expected_by: str) -> None:
     """Check dim 1 of an NCHW tensor ``x`` (its channel count) is ``n``, as ``expected_by`` says."""
     if x.shape[1] != n:
         raise ValueError(
-            f"{name} must have {n} channels (dim 1, NCHW) as {expected_by} expects, "
+            f"{name} must have {n} channel{'s' * (n != 1)} (dim 1, NCHW) as {expected_by} expects, "
             f"got shape {tuple(x.shape)}"
         )
 
