@@ -80,6 +80,30 @@ SHORTCUTS: dict[str, list[tuple[str, str, list[str], str]]] = {
             OWN,
         ),
     ],
+    "conv": [
+        (
+            "im2col",
+            "def im2col(x, k, stride=1, padding=0):\n"
+            "    return F.unfold(x, k, padding=padding, stride=stride)",
+            ["im2col equals F.unfold"],
+            OWN,
+        ),
+        (
+            "conv2d",
+            "def conv2d(x, weight, bias, stride=1, padding=0):\n"
+            "    return conv.conv2d(x, weight, bias, stride, padding)",
+            ["conv2d equals F.conv2d"],
+            OWN,
+        ),
+        (
+            "conv2d_weight_grad",
+            "def conv2d_weight_grad(x, weight_shape, grad_out, stride=1, padding=0):\n"
+            "    gw = torch.nn.grad.conv2d_weight(x, weight_shape, grad_out, stride, padding)\n"
+            "    return gw, grad_out.sum(dim=(0, 2, 3))",
+            ["weight and bias gradients"],
+            OWN,
+        ),
+    ],
     "attention": [
         (
             "attention",

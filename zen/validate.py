@@ -131,3 +131,39 @@ def token_ids(
         if lo < 0 or hi >= vocab_size:
             raise ValueError(f"{name} must lie in [0, {vocab_size}), got values in [{lo}, {hi}]")
     return ids
+
+
+def pair(value: object, name: str, minimum: int = 1) -> tuple[int, int]:
+    """Read an ``int`` or an ``(h, w)`` pair of ints, each at least ``minimum``, as a pair.
+
+    The convention of ``torch.nn.functional.conv2d`` for ``stride``, ``padding``, ``dilation``
+    and kernel sizes: one number for both spatial dims, or one per dim.
+    """
+    values = (value, value) if not isinstance(value, (tuple, list)) else tuple(value)
+    if len(values) != 2 or any(
+        isinstance(v, bool) or not isinstance(v, int) or v < minimum for v in values
+    ):
+        raise ValueError(f"{name} must be an int >= {minimum} or a pair of them, got {value!r}")
+    return values  # type: ignore[return-value]
+
+
+def channels(x: torch.Tensor, n: int, name: str, expected_by: str) -> None:
+    """Check dim 1 of an NCHW tensor ``x`` (its channel count) is ``n``, as ``expected_by`` says."""
+    if x.shape[1] != n:
+        raise ValueError(
+            f"{name} must have {n} channel{'s' * (n != 1)} (dim 1, NCHW) as {expected_by} expects, "
+            f"got shape {tuple(x.shape)}"
+        )
+
+
+def window_fits(size: int, window: int, padding: int, name: str) -> None:
+    """Check a sliding window of extent ``window`` fits in ``size + 2·padding`` positions.
+
+    ``window`` is the effective extent ``dilation·(kernel − 1) + 1``; ``name`` names the axis.
+    Otherwise the output would have no position along that axis.
+    """
+    if size + 2 * padding < window:
+        raise ValueError(
+            f"the {name} of the input plus padding ({size} + 2·{padding}) is smaller than the "
+            f"kernel's extent {window}: no output position fits"
+        )
