@@ -170,6 +170,8 @@ class RNN(_Recurrent):
     """Elman RNN with tanh, ``forward(x (B, T, I), h_0 (1, B, H) = 0)`` →
     ``output (B, T, H), h_n (1, B, H)``, as ``nn.RNN(batch_first=True)``."""
 
+    cell, kernel = staticmethod(rnn_cell), staticmethod(torch.rnn_tanh)  # readable, fused
+
     def forward(
         self, x: torch.Tensor, h_0: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -179,12 +181,12 @@ class RNN(_Recurrent):
             h = x.new_zeros(1, x.shape[0], self.hidden_size)  # (1, B, H)
         else:
             h = h_0 if batched else h_0.unsqueeze(1)  # (1, B, H)
-        if self.use_builtin:  # PyTorch's fused loop, what nn.RNN runs
-            out, h_n = torch.rnn_tanh(x, h, self._flat(), self.bias, 1, 0.0, False, False, True)
+        if self.use_builtin:  # PyTorch's fused loop, what nn.RNN / nn.GRU run
+            out, h_n = self.kernel(x, h, self._flat(), self.bias, 1, 0.0, False, False, True)
         else:
             h, outs = h[0], []
             for t in range(x.shape[1]):  # sequential: step t needs step t−1
-                h = rnn_cell(x[:, t], h, *self._flat())
+                h = self.cell(x[:, t], h, *self._flat())
                 outs.append(h)
             out, h_n = torch.stack(outs, dim=1), h.unsqueeze(0)  # (B, T, H), (1, B, H)
         return (out, h_n) if batched else (out[0], h_n[:, 0])
@@ -220,27 +222,10 @@ class LSTM(_Recurrent):
         return (out, (h_n, c_n)) if batched else (out[0], (h_n[:, 0], c_n[:, 0]))
 
 
-class GRU(_Recurrent):
+class GRU(RNN):
     """Gated recurrent unit, ``forward(x (B, T, I), h_0 (1, B, H) = 0)`` →
-    ``output (B, T, H), h_n (1, B, H)``, as ``nn.GRU(batch_first=True)``."""
+    ``output (B, T, H), h_n (1, B, H)``, as ``nn.GRU(batch_first=True)``: the RNN's loop
+    with the GRU's step."""
 
     gates, torch_type = 3, nn.GRU
-
-    def forward(
-        self, x: torch.Tensor, h_0: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        batched = self._check(x, () if h_0 is None else (h_0,))
-        x = x if batched else x.unsqueeze(0)  # (B, T, I)
-        if h_0 is None:
-            h = x.new_zeros(1, x.shape[0], self.hidden_size)  # (1, B, H)
-        else:
-            h = h_0 if batched else h_0.unsqueeze(1)  # (1, B, H)
-        if self.use_builtin:  # PyTorch's fused loop, what nn.GRU runs
-            out, h_n = torch.gru(x, h, self._flat(), self.bias, 1, 0.0, False, False, True)
-        else:
-            h, outs = h[0], []
-            for t in range(x.shape[1]):  # sequential: step t needs step t−1
-                h = gru_cell(x[:, t], h, *self._flat())
-                outs.append(h)
-            out, h_n = torch.stack(outs, dim=1), h.unsqueeze(0)  # (B, T, H), (1, B, H)
-        return (out, h_n) if batched else (out[0], h_n[:, 0])
+    cell, kernel = staticmethod(gru_cell), staticmethod(torch.gru)
