@@ -104,6 +104,37 @@ SHORTCUTS: dict[str, list[tuple[str, str, list[str], str]]] = {
             OWN,
         ),
     ],
+    "rnn": [
+        (
+            "lstm_cell",
+            "def lstm_cell(x, h, c, W_ih, W_hh, b_ih, b_hh):\n"
+            "    from zen import rnn\n"
+            "    return rnn.lstm_cell(x, h, c, W_ih, W_hh, b_ih, b_hh)",
+            ["LSTM cell equals"],
+            OWN,
+        ),
+        (
+            "rnn_forward",
+            "def rnn_forward(x, h0, W_xh, W_hh, b):\n"
+            "    layer = nn.RNN(W_xh.shape[0], W_xh.shape[1], batch_first=True).double()\n"
+            "    with torch.no_grad():\n"
+            "        layer.weight_ih_l0.copy_(W_xh.T), layer.weight_hh_l0.copy_(W_hh.T)\n"
+            "        layer.bias_ih_l0.copy_(b), layer.bias_hh_l0.zero_()\n"
+            "    return layer(x, h0[None])[0]",
+            ["RNN forward pass"],
+            OWN,
+        ),
+        (
+            "rnn_bptt",
+            "def rnn_bptt(x, h0, W_xh, W_hh, b, dhs):\n"
+            "    leaves = [t.clone().requires_grad_(True) for t in (W_xh, W_hh, b, h0)]\n"
+            "    hs = rnn_forward(x, leaves[3], *leaves[:3])\n"
+            "    grads = torch.autograd.grad(hs, leaves, grad_outputs=dhs)\n"
+            "    return dict(zip(['W_xh', 'W_hh', 'b', 'h0'], grads))",
+            ["backpropagation through time"],
+            OWN,
+        ),
+    ],
     "attention": [
         (
             "attention",
