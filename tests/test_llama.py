@@ -66,7 +66,9 @@ def test_rope_theta_matters():
     hf = hf_model("llama", rope_theta=500000.0)
     ours = Llama.from_hf(hf).eval()
     idx = torch.randint(0, 97, (1, 30), generator=torch.Generator().manual_seed(2))
-    ours.rope.inv_freq.copy_(RotaryEmbedding(ours.config.d_head).inv_freq)  # theta 10 000
+    default = RotaryEmbedding(ours.config.d_head, max_len=ours.config.max_len)  # theta 10 000
+    ours.rope.cos_table.copy_(default.cos_table)
+    ours.rope.sin_table.copy_(default.sin_table)
     with torch.no_grad():
         assert (ours(idx) - hf(idx).logits).abs().max() > 1e-3
 
@@ -248,3 +250,12 @@ def test_training_reduces_loss():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0] - 1.5
+
+
+def test_rope_table_equals_on_the_fly():
+    x = torch.randn(2, 3, 6, 16)
+    table, fly = RotaryEmbedding(16, max_len=8), RotaryEmbedding(16)
+    for offset in (0, 2, 5):  # inside the table, and running past its end
+        assert torch.equal(table(x, offset), fly(x, offset))
+    with pytest.raises(ValueError, match="max_len"):
+        RotaryEmbedding(16, max_len=0)

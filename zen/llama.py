@@ -186,7 +186,7 @@ class Llama(nn.Module):
             raise TypeError(f"config must be a LlamaConfig, got {type(config).__name__}")
         self.config = c = config
         self.embed = nn.Embedding(c.vocab_size, c.d_model)  # (V, d)
-        self.rope = RotaryEmbedding(c.d_head, base=c.rope_theta)
+        self.rope = RotaryEmbedding(c.d_head, base=c.rope_theta, max_len=c.max_len)
         self.drop = nn.Dropout(c.dropout)
         self.decoder = Decoder(c.block(), c.n_layers, final_norm=True, rope=self.rope)
         self.lm_head = nn.Linear(c.d_model, c.vocab_size, bias=False)

@@ -123,9 +123,17 @@ class RotaryEmbedding(nn.Module):
     Pair ``i`` is rotated by ``p · base^(-2i/d)`` at position ``p``. The pairs are
     ``(x_i, x_{i + d/2})`` (the "rotate-half" layout of GPT-NeoX and Hugging Face), or
     ``(x_{2i}, x_{2i+1})`` with ``interleaved=True`` (the paper's and Meta's layout).
+    With ``max_len`` the cosines and sines of positions ``0 … max_len − 1`` are tabulated once
+    (a model's layers share one table); positions beyond it are computed on the fly.
     """
 
-    def __init__(self, d_head: int, base: float = 10000.0, interleaved: bool = False) -> None:
+    def __init__(
+        self,
+        d_head: int,
+        base: float = 10000.0,
+        interleaved: bool = False,
+        max_len: int | None = None,
+    ) -> None:
         super().__init__()
         validate.positive_int(d_head, "d_head")
         if d_head % 2:
@@ -133,6 +141,15 @@ class RotaryEmbedding(nn.Module):
         self.d_head, self.base, self.interleaved = d_head, base, interleaved
         inv_freq = base ** (-torch.arange(0, d_head, 2, dtype=torch.float32) / d_head)  # (d/2,)
         self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self.max_len = 0 if max_len is None else validate.positive_int(max_len, "max_len")
+        cos, sin = self._cos_sin(torch.arange(self.max_len, dtype=torch.float32))  # (max_len, d)
+        self.register_buffer("cos_table", cos, persistent=False)
+        self.register_buffer("sin_table", sin, persistent=False)
+
+    def _cos_sin(self, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``cos`` and ``sin`` ``(L, d_head)`` of the angles at float32 positions ``pos (L,)``."""
+        angles = torch.outer(pos, self.inv_freq.to(pos.device))  # (L, d/2)
+        return angles.cos().repeat(1, 2), angles.sin().repeat(1, 2)  # (L, d): both halves
 
     def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
         validate.ndim_at_least(x, 2, "x", "(..., L, d_head)")
@@ -144,15 +161,18 @@ class RotaryEmbedding(nn.Module):
     def _rotate(self, x: torch.Tensor, offset: int) -> torch.Tensor:
         """The half-split rotation: ``(..., L, d_head) → (..., L, d_head)``."""
         L = x.shape[-2]
-        pos = torch.arange(offset, offset + L, device=x.device, dtype=torch.float32)
-        angles = torch.outer(pos, self.inv_freq.to(x.device))  # (L, d/2)
-        cos, sin = (
-            angles.cos().repeat(1, 2).to(x.dtype),
-            angles.sin().repeat(1, 2).to(x.dtype),
-        )  # (L, d)
+        if offset + L <= self.max_len:  # from the table
+            cos, sin = self.cos_table[offset : offset + L], self.sin_table[offset : offset + L]
+        else:
+            pos = torch.arange(offset, offset + L, device=x.device, dtype=torch.float32)
+            cos, sin = self._cos_sin(pos)  # (L, d)
+        cos, sin = cos.to(x.dtype), sin.to(x.dtype)
         x1, x2 = x.chunk(2, dim=-1)  # two halves (..., L, d/2)
         rotated = torch.cat([-x2, x1], dim=-1)  # rotate_half: (x1, x2) -> (-x2, x1)
         return x * cos + rotated * sin
 
     def extra_repr(self) -> str:
-        return f"d_head={self.d_head}, base={self.base}, interleaved={self.interleaved}"
+        return (
+            f"d_head={self.d_head}, base={self.base}, interleaved={self.interleaved}, "
+            f"max_len={self.max_len}"
+        )
