@@ -14,12 +14,14 @@ No linear layer has a bias (except q/k/v with ``qkv_bias``). The KV cache holds
 ``2 · n_layers · n_kv_heads · d_head · T`` numbers per sequence (:func:`kv_cache_bytes`):
 grouped-query attention divides it by ``n_heads / n_kv_heads``.
 
-Loading a real checkpoint (needs network and the model's licence; not run in CI)::
+Loading a real checkpoint (needs network; not run in CI). Llama 1–3 and Qwen2/2.5 load;
+Llama 3.1 and later use a RoPE frequency scaling (``rope_type: llama3``) that
+:meth:`Llama.from_hf` refuses with an error naming it::
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
     hf = AutoModelForCausalLM.from_pretrained("Qwen/Qwen2.5-0.5B", torch_dtype=torch.float32)
-    model = Llama.from_hf(hf).eval()                       # Llama-3 checkpoints use rope
-    tok = AutoTokenizer.from_pretrained("Qwen/Qwen2.5-0.5B")  # scaling, which zen refuses
+    model = Llama.from_hf(hf).eval()
+    tok = AutoTokenizer.from_pretrained("Qwen/Qwen2.5-0.5B")
     idx = torch.tensor([tok.encode("The meaning of life is")])
     print(tok.decode(model.generate(idx, 20, temperature=0)[0]))
 """
