@@ -15,7 +15,8 @@ alike; the ratio zen / HF is the number to read.
 GPU (``--gpu``): a Llama-style model of about 124 M parameters (12 layers, d_model 768, 12
 heads, 4 KV heads, SwiGLU 2048, vocab 32 000, sequence 1024) trained with bf16 autocast and
 ``torch.compile``, reporting tokens/s and MFU against the device's dense bf16 peak (FLOPs per
-token ``6 N + 12 · L · d · T``, as for GPT). Not run where no GPU is present.
+token ``6 N + 12 · L · d · T``, as for GPT, with ``N`` every parameter but the untied input
+embedding). Not run where no GPU is present.
 """
 
 from __future__ import annotations
@@ -119,7 +120,8 @@ def gpu_benchmark(args) -> None:
     ours, _ = make_models(args, device)
     n = ours.num_parameters()
     c = ours.config
-    flops = 6 * n + 12 * c.n_layers * c.d_model * args.seq
+    n_matmul = n - c.vocab_size * c.d_model  # the input embedding is a lookup, not a product
+    flops = 6 * n_matmul + 12 * c.n_layers * c.d_model * args.seq
     name = torch.cuda.get_device_name()
     peak = next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), args.peak_tflops)
     opt = torch.optim.AdamW(ours.parameters(), lr=1e-4, fused=True)
