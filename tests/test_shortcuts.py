@@ -208,6 +208,28 @@ SHORTCUTS: dict[str, list[tuple[str, str, list[str], str]]] = {
             OWN,
         ),
     ],
+    "llama": [
+        (
+            "rms_norm",
+            "def rms_norm(x, weight, eps=1e-6):\n"
+            "    return weight * F.rms_norm(x.float(), x.shape[-1:], eps=eps).to(x.dtype)",
+            ["rms_norm equals"],
+            OWN,
+        ),
+        (
+            "rope",
+            "def rope(x, offset=0, theta=10000.0):\n"
+            "    return RotaryEmbedding(x.shape[-1], base=theta).to(x.dtype)(x, offset)",
+            ["rope equals"],
+            OWN,
+        ),
+        (
+            "gqa_attention",
+            "def gqa_attention(*args):\n    return reference_attention(*args)",
+            ["grouped-query attention equals", "decoding a few tokens"],
+            OWN,
+        ),
+    ],
     "gan_vae": [
         (
             "discriminator_loss",

@@ -23,6 +23,12 @@ Multi-head attention runs ``h`` heads of width ``d_head = d_model / h`` side by 
 
 A :class:`KVCache` keeps the keys and values of earlier positions ``(B, h, S_past, d_head)`` so
 that decoding one token at a time costs one position of work.
+
+Grouped-query attention (GQA, Ainslie et al., 2023) gives the keys and values fewer heads,
+``n_kv_heads`` dividing ``n_heads``; query head ``j`` reads key/value head ``j // (h / h_kv)``.
+Multi-query attention (Shazeer, 2019) is ``n_kv_heads = 1``. The cache shrinks by ``h / h_kv``::
+
+    k, v (B, h_kv, S, d_head) ─repeat each head h/h_kv times→ (B, h, S, d_head) → attention
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ import math
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange
+from einops import rearrange, repeat
 from torch import nn
 
 from zen import validate
@@ -43,6 +49,7 @@ __all__ = [
     "MultiHeadAttention",
     "split_heads",
     "merge_heads",
+    "repeat_kv",
 ]
 
 
@@ -158,6 +165,17 @@ def merge_heads(x: torch.Tensor) -> torch.Tensor:
     return rearrange(x, "b h l d -> b l (h d)")
 
 
+def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
+    """Share each key/value head among ``n_rep`` query heads: ``(B, h_kv, S, d)`` → ``(B, h_kv·n_rep, S, d)``.
+
+    Heads are repeated in place (``k0 k0 k1 k1`` for ``n_rep = 2``), so query head ``j`` meets
+    key/value head ``j // n_rep``, as in Hugging Face's ``repeat_kv``.
+    """
+    validate.ndim(x, 4, "x", "(batch, n_kv_heads, seq, d_head)")
+    validate.positive_int(n_rep, "n_rep")
+    return repeat(x, "b h s d -> b (h r) s d", r=n_rep)
+
+
 class KVCache:
     """Keys and values seen so far, ``(B, h, S_past, d_head)`` each; grows by one call at a time."""
 
@@ -188,8 +206,12 @@ class MultiHeadAttention(nn.Module):
     Args:
         d_model: model width (input and output features).
         n_heads: number of heads; must divide ``d_model`` (``d_head = d_model // n_heads``).
+        n_kv_heads: number of key/value heads (default ``n_heads``); must divide ``n_heads``.
+            Fewer is grouped-query attention, 1 is multi-query attention.
         dropout: dropout on the attention weights during training.
         bias: whether the four projections have biases.
+        qkv_bias: biases on the query, key and value projections only (default ``bias``;
+            Qwen2 has them while its output projection has none).
         kdim, vdim: feature sizes of ``key`` and ``value`` inputs (default ``d_model``).
         rope: a :class:`zen.positions.RotaryEmbedding` (or any module mapping
             ``(B, h, L, d_head), offset`` to the same shape) applied to queries and keys.
@@ -203,8 +225,10 @@ class MultiHeadAttention(nn.Module):
         d_model: int,
         n_heads: int,
         *,
+        n_kv_heads: int | None = None,
         dropout: float = 0.0,
         bias: bool = True,
+        qkv_bias: bool | None = None,
         kdim: int | None = None,
         vdim: int | None = None,
         rope: nn.Module | None = None,
@@ -215,13 +239,18 @@ class MultiHeadAttention(nn.Module):
         validate.positive_int(n_heads, "n_heads")
         validate.divisible(d_model, n_heads, "d_model", "n_heads")
         validate.in_range(dropout, "dropout", 0.0, 1.0)
+        self.n_kv_heads = n_heads if n_kv_heads is None else n_kv_heads
+        validate.positive_int(self.n_kv_heads, "n_kv_heads")
+        validate.divisible(n_heads, self.n_kv_heads, "n_heads", "n_kv_heads")
         self.d_model, self.n_heads, self.d_head = d_model, n_heads, d_model // n_heads
         self.kdim, self.vdim = kdim or d_model, vdim or d_model
         self.dropout = dropout
         self.use_builtin = use_builtin
-        self.q_proj = nn.Linear(d_model, d_model, bias=bias)
-        self.k_proj = nn.Linear(self.kdim, d_model, bias=bias)
-        self.v_proj = nn.Linear(self.vdim, d_model, bias=bias)
+        qkv_bias = bias if qkv_bias is None else qkv_bias
+        d_kv = self.n_kv_heads * self.d_head  # width of keys and values (d_model for MHA)
+        self.q_proj = nn.Linear(d_model, d_model, bias=qkv_bias)
+        self.k_proj = nn.Linear(self.kdim, d_kv, bias=qkv_bias)
+        self.v_proj = nn.Linear(self.vdim, d_kv, bias=qkv_bias)
         self.out_proj = nn.Linear(d_model, d_model, bias=bias)
         self.rope = rope
 
@@ -229,6 +258,8 @@ class MultiHeadAttention(nn.Module):
         return (
             f"d_model={self.d_model}, n_heads={self.n_heads}, d_head={self.d_head}, "
             f"use_builtin={self.use_builtin}"
+            f"d_model={self.d_model}, n_heads={self.n_heads}, n_kv_heads={self.n_kv_heads}, "
+            f"d_head={self.d_head}, use_builtin={self.use_builtin}"
         )
 
     @torch.no_grad()
@@ -240,6 +271,11 @@ class MultiHeadAttention(nn.Module):
         """
         if not isinstance(ref, nn.MultiheadAttention):
             raise TypeError(f"expected an nn.MultiheadAttention, got {type(ref).__name__}")
+        if self.n_kv_heads != self.n_heads:
+            raise ValueError(
+                f"nn.MultiheadAttention has one key/value head per query head; this module has "
+                f"n_kv_heads={self.n_kv_heads}, n_heads={self.n_heads}"
+            )
         if ref.in_proj_weight is None or ref.bias_k is not None or ref.add_zero_attn:
             raise ValueError(
                 "only nn.MultiheadAttention with kdim = vdim = embed_dim, no bias_k/bias_v and no "
@@ -302,13 +338,14 @@ class MultiHeadAttention(nn.Module):
         self._check_inputs(query, key, value)
 
         q = split_heads(self.q_proj(query), self.n_heads)  # (B, L, d_model) -> (B, h, L, d_head)
-        k = split_heads(self.k_proj(key), self.n_heads)  # (B, S, kdim) -> (B, h, S, d_head)
-        v = split_heads(self.v_proj(value), self.n_heads)  # (B, S, vdim) -> (B, h, S, d_head)
+        k = split_heads(self.k_proj(key), self.n_kv_heads)  # (B, S, kdim) -> (B, h_kv, S, d_head)
+        v = split_heads(self.v_proj(value), self.n_kv_heads)  # (B, S, vdim) -> (B, h_kv, S, d_head)
         past = len(cache) if cache is not None else 0
         if self.rope is not None:
             q, k = self.rope(q, offset=past), self.rope(k, offset=past)
         if cache is not None:
-            k, v = cache.update(k, v)  # (B, h, past + S, d_head)
+            k, v = cache.update(k, v)  # (B, h_kv, past + S, d_head): the cache holds h_kv heads
+        n_rep = self.n_heads // self.n_kv_heads
         B, L, S = query.shape[0], q.shape[-2], k.shape[-2]
         p = self.dropout if self.training else 0.0
 
@@ -330,11 +367,18 @@ class MultiHeadAttention(nn.Module):
         if fused:  # (B, h, L, d_head) -> (B, h, L, d_head)
             out, weights = (
                 F.scaled_dot_product_attention(
-                    q, k, v, attn_mask=mask, dropout_p=p, is_causal=kernel_causal
+                    q,
+                    k,
+                    v,
+                    attn_mask=mask,
+                    dropout_p=p,
+                    is_causal=kernel_causal,
+                    enable_gqa=n_rep > 1,
                 ),
                 None,
             )
         else:
+            k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)  # (B, h_kv, S, d_head) -> (B, h, S, ·)
             out, weights = scaled_dot_product_attention(
                 q, k, v, attn_mask=mask, dropout_p=p, return_weights=True
             )

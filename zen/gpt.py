@@ -31,12 +31,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zen import activations, validate
+from zen import activations, sampling, validate
 from zen.attention import KVCache
 from zen.counting import TransformerSize, param_count
 from zen.data import Split
 from zen.positions import LearnedPositionalEmbedding
-from zen.sampling import sample_next
 from zen.transformer import BlockConfig, Decoder, TransformerBlock
 
 
@@ -284,21 +283,8 @@ class GPT(nn.Module):
         # sampled from the model, which forward range-checks on the CPU only (no GPU sync per
         # token).
         self._check_idx(idx[:, -self.config.max_len :], 0, values=True)
-        was_training = self.training
-        self.eval()
-        cache = self.new_cache() if use_cache else None
-        for _ in range(max_new_tokens):
-            if cache is not None and idx.size(1) <= self.config.max_len:
-                logits = self(idx[:, len(cache[0]) :], cache=cache)[
-                    :, -1
-                ]  # feed only unseen tokens
-            else:
-                cache = None
-                logits = self(idx[:, -self.config.max_len :])[:, -1]  # (batch, vocab)
-            nxt = sample_next(logits, temperature, top_k, top_p, generator)  # (batch, 1)
-            idx = torch.cat([idx, nxt.to(idx.dtype)], dim=1)
-        self.train(was_training)
-        return idx
+        return sampling.generate(self, idx, max_new_tokens, self.config.max_len, temperature,
+                                 top_k, top_p, use_cache, generator)  # fmt: skip
 
     @classmethod
     def from_hf(cls, hf_model) -> GPT:

@@ -6,7 +6,7 @@ enter from outside. Three ways, all with ``p`` the position and ``d`` the width:
     sinusoidal (Vaswani et al.)  PE[p, 2i] = sin(p / base^(2i/d)),
                                  PE[p, 2i+1] = cos(p / base^(2i/d))
     learned    (BERT, GPT-2)     PE[p] = weight[p],  weight (max_len, d)
-    rotary     (RoPE, Su et al.) (x_i, x_{i+d/2}) at position p rotated by angle p · base^(-2i/d)
+    rotary     (RoPE, Su et al.) a pair of features at position p rotated by p · base^(-2i/d)
 
 The first two are *added* to the token embeddings::
 
@@ -14,12 +14,19 @@ The first two are *added* to the token embeddings::
 
 RoPE instead rotates queries and keys inside attention, ``(..., L, d_head) → (..., L, d_head)``,
 so that ``⟨R_p q, R_s k⟩`` depends only on ``p − s``. ``offset`` is the number of positions
-already cached when decoding one token at a time.
+already cached when decoding one token at a time. Two layouts of the pairs are in use::
+
+    interleaved (the paper, Meta's Llama code)   pairs (x_0, x_1), (x_2, x_3), …
+    half-split  (GPT-NeoX, Hugging Face)          pairs (x_0, x_{d/2}), (x_1, x_{d/2+1}), …
+
+They are the same rotation in two orders of the features: :func:`interleaved_to_half` moves
+the features (or a projection's output rows) from the first order to the second.
 """
 
 from __future__ import annotations
 
 import torch
+from einops import rearrange
 from torch import nn
 
 from zen import validate
@@ -29,6 +36,8 @@ __all__ = [
     "SinusoidalPositionalEncoding",
     "LearnedPositionalEmbedding",
     "RotaryEmbedding",
+    "interleaved_to_half",
+    "half_to_interleaved",
 ]
 
 
@@ -86,32 +95,84 @@ class LearnedPositionalEmbedding(nn.Module):
         return x + self.weight[offset : offset + x.shape[1]]
 
 
+def interleaved_to_half(x: torch.Tensor) -> torch.Tensor:
+    """Reorder the last dim from interleaved pairs to half-split pairs: ``(..., d) → (..., d)``.
+
+    Feature ``2i + j`` (pair ``i``, member ``j``) moves to ``j · d/2 + i``, so
+    ``rope_half(interleaved_to_half(x)) == interleaved_to_half(rope_interleaved(x))``. Applied to
+    the rows of a head's query and key projections (``W.T`` per head), it converts a checkpoint
+    from one layout to the other without changing a single attention score.
+    """
+    validate.ndim_at_least(x, 1, "x", "(..., d)")
+    if x.shape[-1] % 2:
+        raise ValueError(f"the last dim must be even to hold pairs, got {x.shape[-1]}")
+    return rearrange(x, "... (i two) -> ... (two i)", two=2)  # (..., d/2 · 2) -> (..., 2 · d/2)
+
+
+def half_to_interleaved(x: torch.Tensor) -> torch.Tensor:
+    """The inverse of :func:`interleaved_to_half`: ``(..., d) → (..., d)``."""
+    validate.ndim_at_least(x, 1, "x", "(..., d)")
+    if x.shape[-1] % 2:
+        raise ValueError(f"the last dim must be even to hold pairs, got {x.shape[-1]}")
+    return rearrange(x, "... (two i) -> ... (i two)", two=2)
+
+
 class RotaryEmbedding(nn.Module):
     """Rotary position embedding (RoPE) for queries/keys ``(..., L, d_head)``; no parameters.
 
-    Feature pairs ``(x_i, x_{i + d/2})`` are rotated by ``p · base^(-2i/d)`` at position ``p``
-    (the "rotate-half" layout of GPT-NeoX and Llama).
+    Pair ``i`` is rotated by ``p · base^(-2i/d)`` at position ``p``. The pairs are
+    ``(x_i, x_{i + d/2})`` (the "rotate-half" layout of GPT-NeoX and Hugging Face), or
+    ``(x_{2i}, x_{2i+1})`` with ``interleaved=True`` (the paper's and Meta's layout).
+    With ``max_len`` the cosines and sines of positions ``0 … max_len − 1`` are tabulated once
+    (a model's layers share one table); positions beyond it are computed on the fly.
     """
 
-    def __init__(self, d_head: int, base: float = 10000.0) -> None:
+    def __init__(
+        self,
+        d_head: int,
+        base: float = 10000.0,
+        interleaved: bool = False,
+        max_len: int | None = None,
+    ) -> None:
         super().__init__()
         validate.positive_int(d_head, "d_head")
         if d_head % 2:
             raise ValueError(f"d_head must be even for RoPE, got {d_head}")
-        self.d_head, self.base = d_head, base
+        self.d_head, self.base, self.interleaved = d_head, base, interleaved
         inv_freq = base ** (-torch.arange(0, d_head, 2, dtype=torch.float32) / d_head)  # (d/2,)
         self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self.max_len = 0 if max_len is None else validate.positive_int(max_len, "max_len")
+        cos, sin = self._cos_sin(torch.arange(self.max_len, dtype=torch.float32))  # (max_len, d)
+        self.register_buffer("cos_table", cos, persistent=False)
+        self.register_buffer("sin_table", sin, persistent=False)
+
+    def _cos_sin(self, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``cos`` and ``sin`` ``(L, d_head)`` of the angles at float32 positions ``pos (L,)``."""
+        angles = torch.outer(pos, self.inv_freq.to(pos.device))  # (L, d/2)
+        return angles.cos().repeat(1, 2), angles.sin().repeat(1, 2)  # (L, d): both halves
 
     def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
         validate.ndim_at_least(x, 2, "x", "(..., L, d_head)")
         validate.features(x, self.d_head, "x")
+        if self.interleaved:  # the same rotation, in the other order of the features
+            return half_to_interleaved(self._rotate(interleaved_to_half(x), offset))
+        return self._rotate(x, offset)
+
+    def _rotate(self, x: torch.Tensor, offset: int) -> torch.Tensor:
+        """The half-split rotation: ``(..., L, d_head) → (..., L, d_head)``."""
         L = x.shape[-2]
-        pos = torch.arange(offset, offset + L, device=x.device, dtype=torch.float32)
-        angles = torch.outer(pos, self.inv_freq.to(x.device))  # (L, d/2)
-        cos, sin = (
-            angles.cos().repeat(1, 2).to(x.dtype),
-            angles.sin().repeat(1, 2).to(x.dtype),
-        )  # (L, d)
+        if offset + L <= self.max_len:  # from the table
+            cos, sin = self.cos_table[offset : offset + L], self.sin_table[offset : offset + L]
+        else:
+            pos = torch.arange(offset, offset + L, device=x.device, dtype=torch.float32)
+            cos, sin = self._cos_sin(pos)  # (L, d)
+        cos, sin = cos.to(x.dtype), sin.to(x.dtype)
         x1, x2 = x.chunk(2, dim=-1)  # two halves (..., L, d/2)
         rotated = torch.cat([-x2, x1], dim=-1)  # rotate_half: (x1, x2) -> (-x2, x1)
         return x * cos + rotated * sin
+
+    def extra_repr(self) -> str:
+        return (
+            f"d_head={self.d_head}, base={self.base}, interleaved={self.interleaved}, "
+            f"max_len={self.max_len}"
+        )

@@ -12,13 +12,31 @@ Decoding strategies differ only in how they turn those logits into a choice:
   number of candidates adapts: few when the model is sure, many when it is not.
 
 Temperature is applied first, then top-k, then top-p (the order Hugging Face uses).
+:func:`generate` is the decoding loop every causal language model of the course shares.
 """
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import torch
 
 from zen import validate
+from zen.attention import KVCache
+
+
+class CausalLM(Protocol):
+    """What :func:`generate` needs: ``model(idx (B, L), cache=...) → logits (B, L, V)``."""
+
+    training: bool
+
+    def __call__(self, idx: torch.Tensor, cache: list[KVCache] | None = None) -> torch.Tensor: ...
+
+    def new_cache(self) -> list[KVCache]: ...
+
+    def eval(self) -> CausalLM: ...
+
+    def train(self, mode: bool = True) -> CausalLM: ...
 
 
 def _check(
@@ -91,3 +109,41 @@ def sample_next(
         return logits.argmax(-1, keepdim=True)
     probs = next_token_probs(logits.float(), temperature, top_k, top_p)
     return torch.multinomial(probs, 1, generator=generator)
+
+
+@torch.no_grad()
+def generate(
+    model: CausalLM,
+    idx: torch.Tensor,
+    max_new_tokens: int,
+    max_len: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    use_cache: bool = True,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Extend ``idx`` ``(batch, seq)`` by ``max_new_tokens`` tokens → ``(batch, seq + new)``.
+
+    With ``use_cache`` each step feeds only the tokens the model's caches (``model.new_cache()``)
+    have not seen; the result is the same as recomputing the whole prefix every step, only
+    faster. Once the sequence is longer than ``max_len`` the context is cropped to the last
+    ``max_len`` tokens, which shifts every position, so from then on both paths recompute.
+    The model is put in eval mode for the loop and restored after.
+    """
+    validate.positive_int(max_new_tokens, "max_new_tokens")
+    validate.positive_int(max_len, "max_len")
+    _check(torch.zeros(1, 1), temperature, top_k, top_p)
+    was_training = model.training
+    model.eval()
+    cache = model.new_cache() if use_cache else None
+    for _ in range(max_new_tokens):
+        if cache is not None and idx.size(1) <= max_len:
+            logits = model(idx[:, len(cache[0]) :], cache=cache)[:, -1]  # only unseen tokens
+        else:
+            cache = None
+            logits = model(idx[:, -max_len:])[:, -1]  # (batch, vocab)
+        nxt = sample_next(logits, temperature, top_k, top_p, generator)  # (batch, 1)
+        idx = torch.cat([idx, nxt.to(idx.dtype)], dim=1)
+    model.train(was_training)
+    return idx

@@ -10,6 +10,9 @@ encoder–decoder (post-norm, ReLU; Vaswani et al., 2017), BERT (post-norm, GELU
     Sublayer = self-attention (causal in a decoder)   (B, L, d) → (B, L, d)
              | cross-attention to memory (B, S, d)    (B, L, d) → (B, L, d)   decoder of a seq2seq
              | FFN(x) = fc2(act(fc1(x)))              (B, L, d) → (B, L, d_ff) → (B, L, d)
+             | gated FFN(x) = fc2(act(gate(x)) ⊙ fc1(x))     (SwiGLU with act = silu; Llama)
+
+    LN = LayerNorm (x − mean) / std · γ + β,  or RMSNorm x / rms(x) · γ  (norm="rms"; Llama)
 
     x (B, L, d) → block₁ → … → block_n → [LN] → (B, L, d)        Encoder / Decoder
 
@@ -31,7 +34,15 @@ from zen import activations, validate
 from zen.attention import KVCache, MultiHeadAttention
 from zen.positions import LearnedPositionalEmbedding, SinusoidalPositionalEncoding
 
-__all__ = ["BlockConfig", "FeedForward", "TransformerBlock", "Encoder", "Decoder", "EncoderDecoder"]
+__all__ = [
+    "BlockConfig",
+    "RMSNorm",
+    "FeedForward",
+    "TransformerBlock",
+    "Encoder",
+    "Decoder",
+    "EncoderDecoder",
+]
 
 
 @dataclass(frozen=True)
@@ -47,8 +58,12 @@ class BlockConfig:
         causal: query ``i`` sees only keys ``j <= i`` (a decoder).
         cross_attention: add a sub-layer attending to ``memory`` (the seq2seq decoder).
         activation: a name in :data:`zen.activations.ACTIVATIONS`.
-        layer_norm_eps, bias: LayerNorm epsilon; biases in linear layers and LayerNorms.
+        layer_norm_eps, bias: the norms' epsilon; biases in linear layers and LayerNorms.
         use_builtin: attention through ``F.scaled_dot_product_attention``.
+        norm: ``"layer"`` (LayerNorm) or ``"rms"`` (:class:`RMSNorm`, Llama).
+        gated: a gated feed-forward network (SwiGLU with ``activation="silu"``, Llama).
+        n_kv_heads: key/value heads of self-attention (default ``n_heads``; fewer is GQA).
+        qkv_bias: biases on the query/key/value projections (default ``bias``; Qwen2).
     """
 
     d_model: int
@@ -63,6 +78,10 @@ class BlockConfig:
     layer_norm_eps: float = 1e-5
     bias: bool = True
     use_builtin: bool = False
+    norm: str = "layer"
+    gated: bool = False
+    n_kv_heads: int | None = None
+    qkv_bias: bool | None = None
 
     def __post_init__(self) -> None:
         validate.positive_int(self.d_model, "d_model")
@@ -76,16 +95,59 @@ class BlockConfig:
             validate.in_range(self.attn_dropout, "attn_dropout", 0.0, 1.0)
         validate.one_of(self.activation, sorted(activations.ACTIVATIONS), "activation")
         validate.positive(self.layer_norm_eps, "layer_norm_eps")
+        validate.one_of(self.norm, ("layer", "rms"), "norm")
+        if self.n_kv_heads is not None:
+            validate.positive_int(self.n_kv_heads, "n_kv_heads")
+            validate.divisible(self.n_heads, self.n_kv_heads, "n_heads", "n_kv_heads")
+
+    def make_norm(self) -> nn.Module:
+        """A fresh norm of width ``d_model``: LayerNorm or RMSNorm, as ``norm`` says."""
+        if self.norm == "rms":
+            return RMSNorm(self.d_model, eps=self.layer_norm_eps)
+        return nn.LayerNorm(self.d_model, eps=self.layer_norm_eps, bias=self.bias)
+
+
+class RMSNorm(nn.Module):
+    """Root-mean-square norm {cite}`zhang2019rmsnorm`: ``x / √(mean(x²) + eps) · weight``.
+
+    LayerNorm without the mean subtraction and the bias. The statistic is computed in float32
+    whatever the input dtype (a bf16 sum of squares loses digits), then cast back before the
+    gain, as Llama does. Shapes: ``(..., d_model) → (..., d_model)``.
+    """
+
+    def __init__(self, d_model: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        validate.positive_int(d_model, "d_model")
+        validate.positive(eps, "eps")
+        self.d_model, self.eps = d_model, eps
+        self.weight = nn.Parameter(torch.ones(d_model))
+
+    def extra_repr(self) -> str:
+        return f"{self.d_model}, eps={self.eps}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        validate.features(x, self.d_model, "x")
+        h = x.float()  # (..., d) in float32
+        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)  # unit root-mean-square
+        return self.weight * h.to(x.dtype)
 
 
 class FeedForward(nn.Module):
     """Position-wise feed-forward network ``fc2(act(fc1(x)))``.
 
-    Shapes: ``(..., d_model) → (..., d_model)``.
+    With ``gated=True`` a third matrix ``gate`` multiplies in a gate, ``fc2(act(gate(x)) ⊙
+    fc1(x))`` {cite}`shazeer2020glu` (SwiGLU for ``activation="silu"``; Hugging Face calls
+    ``gate``, ``fc1``, ``fc2`` ``gate_proj``, ``up_proj``, ``down_proj``).
+    Shapes: ``(..., d_model) → (..., d_ff) → (..., d_model)``.
     """
 
     def __init__(
-        self, d_model: int, d_ff: int, activation: str = "gelu", bias: bool = True
+        self,
+        d_model: int,
+        d_ff: int,
+        activation: str = "gelu",
+        bias: bool = True,
+        gated: bool = False,
     ) -> None:
         super().__init__()
         validate.positive_int(d_model, "d_model")
@@ -93,13 +155,16 @@ class FeedForward(nn.Module):
         self.act = activations.get(activation)
         self.activation = activation
         self.fc1 = nn.Linear(d_model, d_ff, bias=bias)
+        self.gate = nn.Linear(d_model, d_ff, bias=bias) if gated else None
         self.fc2 = nn.Linear(d_ff, d_model, bias=bias)
 
     def extra_repr(self) -> str:
-        return f"activation={self.activation!r}"
+        return f"activation={self.activation!r}, gated={self.gate is not None}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))  # (..., d_model) -> (..., d_ff) -> (..., d_model)
+        if self.gate is None:
+            return self.fc2(self.act(self.fc1(x)))  # (..., d) -> (..., d_ff) -> (..., d)
+        return self.fc2(self.act(self.gate(x)) * self.fc1(x))  # (..., d) -> (..., d_ff) -> (..., d)
 
 
 class TransformerBlock(nn.Module):
@@ -117,17 +182,18 @@ class TransformerBlock(nn.Module):
         c = self.config = config
         p_attn = c.dropout if c.attn_dropout is None else c.attn_dropout
         self.norm_first, self.causal = c.norm_first, c.causal
-        self.attn = MultiHeadAttention(c.d_model, c.n_heads, dropout=p_attn, bias=c.bias, rope=rope,
+        self.attn = MultiHeadAttention(c.d_model, c.n_heads, n_kv_heads=c.n_kv_heads, dropout=p_attn,
+                                       bias=c.bias, qkv_bias=c.qkv_bias, rope=rope,
                                        use_builtin=c.use_builtin)  # fmt: skip
-        self.attn_norm = nn.LayerNorm(c.d_model, eps=c.layer_norm_eps, bias=c.bias)
+        self.attn_norm = c.make_norm()
         self.cross_attn: MultiHeadAttention | None = None
-        self.cross_attn_norm: nn.LayerNorm | None = None
+        self.cross_attn_norm: nn.Module | None = None
         if c.cross_attention:
             self.cross_attn = MultiHeadAttention(c.d_model, c.n_heads, dropout=p_attn, bias=c.bias,
                                                  use_builtin=c.use_builtin)  # fmt: skip
-            self.cross_attn_norm = nn.LayerNorm(c.d_model, eps=c.layer_norm_eps, bias=c.bias)
-        self.ffn = FeedForward(c.d_model, c.d_ff, c.activation, c.bias)
-        self.ffn_norm = nn.LayerNorm(c.d_model, eps=c.layer_norm_eps, bias=c.bias)
+            self.cross_attn_norm = c.make_norm()
+        self.ffn = FeedForward(c.d_model, c.d_ff, c.activation, c.bias, gated=c.gated)
+        self.ffn_norm = c.make_norm()
         self.dropout = nn.Dropout(c.dropout)
 
     def extra_repr(self) -> str:
@@ -158,6 +224,16 @@ class TransformerBlock(nn.Module):
                 "nn.TransformerEncoderLayer onto one without; "
                 f"this block has cross_attention={not decoder}"
             )
+        if (
+            self.config.norm != "layer"
+            or self.config.gated
+            or self.attn.n_kv_heads != self.attn.n_heads
+        ):
+            raise ValueError(
+                "PyTorch's layers have LayerNorms, an ungated FFN and one key/value head per "
+                f"query head; this block has norm={self.config.norm!r}, "
+                f"gated={self.config.gated}, n_kv_heads={self.attn.n_kv_heads}"
+            )
         if ref.norm_first != self.norm_first:
             raise ValueError(
                 f"norm_first mismatch: PyTorch layer {ref.norm_first}, this block {self.norm_first}"
@@ -176,7 +252,7 @@ class TransformerBlock(nn.Module):
         return self
 
     def _residual(
-        self, x: torch.Tensor, norm: nn.LayerNorm, sublayer: Callable[[torch.Tensor], torch.Tensor]
+        self, x: torch.Tensor, norm: nn.Module, sublayer: Callable[[torch.Tensor], torch.Tensor]
     ) -> torch.Tensor:
         if self.norm_first:
             # pre-norm: the stream itself is never normalised
@@ -243,11 +319,7 @@ class _Stack(nn.Module):
         validate.positive_int(n_layers, "n_layers")
         self.layers = nn.ModuleList(TransformerBlock(config, rope) for _ in range(n_layers))
         final_norm = config.norm_first if final_norm is None else final_norm
-        self.norm = (
-            nn.LayerNorm(config.d_model, eps=config.layer_norm_eps, bias=config.bias)
-            if final_norm
-            else nn.Identity()
-        )
+        self.norm = config.make_norm() if final_norm else nn.Identity()
 
 
 class Encoder(_Stack):
