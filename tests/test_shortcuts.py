@@ -271,6 +271,31 @@ SHORTCUTS: dict[str, list[tuple[str, str, list[str], str]]] = {
             OWN,
         ),
     ],
+    "moe": [
+        (
+            "top_k_route",
+            "def top_k_route(logits, k):\n"
+            "    weights, experts, _ = moe.route(logits, k)\n"
+            "    return weights, experts",
+            ["top_k_route equals"],
+            OWN,
+        ),
+        (
+            "dispatch_kept",
+            "def dispatch_kept(experts, n_experts, capacity):\n"
+            "    return dispatch_reference(experts, n_experts, capacity)",
+            ["dispatch_kept keeps"],
+            OWN,
+        ),
+        (
+            "balance_loss",
+            "def balance_loss(probs, experts):\n"
+            "    from zen.moe import load_balancing_loss\n"
+            "    return load_balancing_loss(probs, experts)",
+            ["balance_loss equals"],
+            OWN,
+        ),
+    ],
     "ring_allreduce": [
         (
             "ring_all_reduce",
