@@ -44,7 +44,9 @@ class Zero3Adam(Zero2Adam):
             raise RuntimeError("Zero3Adam needs an initialised process group")
         groups = [[p for p in u.parameters() if p.requires_grad] for u in units]
         covered = {id(p) for g in groups for p in g}
-        missing = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in covered]
+        missing = [
+            n for n, p in model.named_parameters() if p.requires_grad and id(p) not in covered
+        ]
         if missing or len(covered) != sum(len(g) for g in groups):
             raise ValueError(
                 "units must hold every trainable parameter exactly once; "
