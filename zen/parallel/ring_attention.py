@@ -47,7 +47,9 @@ def ring_attention(
     p, r = dist.get_world_size(), dist.get_rank()
     right, left = (r + 1) % p, (r - 1) % p
     scale = q.shape[-1] ** -0.5
-    m = torch.full(q.shape[:-1] + (1,), float("-inf"), dtype=q.dtype, device=q.device)  # (b, h, s, 1) max
+    m = torch.full(
+        q.shape[:-1] + (1,), float("-inf"), dtype=q.dtype, device=q.device
+    )  # (b, h, s, 1) max
     ell = torch.zeros_like(m)  # (b, h, s, 1) running sum of exp(score - m)
     out = torch.zeros_like(q)  # (b, h, s, d) running sum of exp(score - m) · v
     kv = torch.stack([k, v]).contiguous()  # (2, b, h, s, d): one message per step
