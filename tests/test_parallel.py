@@ -679,6 +679,13 @@ def test_ring_check_tells_shortcuts_and_failures_apart(fn, match):
     )  # zen's frames hidden
 
 
+def test_a_cuda_initialised_kernel_is_reported_not_blamed_on_the_student(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    with pytest.raises(AssertionError, match="already used the GPU") as info:
+        checks.check_ring_all_reduce(_blocking_ring, world_sizes=(2,), timeout=10)
+    assert "your code was not run" in str(info.value)
+
+
 def test_ring_check_names_a_deadlock_and_who_waits():
     with pytest.raises(
         AssertionError, match=r"deadlocked: rank 0 waits for rank 1, rank 1 waits for rank 0"
