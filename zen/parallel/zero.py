@@ -19,7 +19,8 @@ Activations, buffers and fragmentation come on top. The from-scratch stages shar
 which backward produces their gradients), each padded to a multiple of ``p`` and cut into ``p``
 equal pieces; rank ``r`` owns piece ``r`` of every bucket::
 
-    flat buffer  [ bucket 0: r0 r1 r2 r3 | bucket 1: r0 r1 r2 r3 | ... ]   every p is a view
+    bucket 0  [ r0 | r1 | r2 | r3 ]   bucket 1  [ r0 | r1 | r2 | r3 ]   ...
+              one flat buffer per bucket; every parameter is a view into its bucket
 
 :class:`ZeroAdam` is stage 0 (all-reduce, full Adam) and stage 1 (all-reduce, Adam on the
 owned pieces only, all-gather of the updated pieces). Stage 2 is
