@@ -220,6 +220,14 @@ def _run(
     __tracebackhide__ = True
     import multiprocessing as mp
 
+    if torch.cuda.is_initialized():  # forked workers cannot use CUDA: not the student's fault
+        _fail(
+            name,
+            "this kernel has already used the GPU (CUDA), so it cannot fork the lab's CPU "
+            "worker processes; your code was not run",
+            "restart the kernel (Kernel → Restart) and run the lab from the top without "
+            "moving anything to the GPU before this check",
+        )
     state = mp.get_context("fork").Array("i", [_STARTING] * world_size, lock=False)
     try:
         return launch(fn, world_size, state, *args, timeout=timeout)

@@ -185,8 +185,15 @@ def bytes_sent_per_rank(n_bytes: float, world_size: int, algorithm: str = "ring"
     raise ValueError(f"algorithm must be 'ring' or 'central', got {algorithm!r}")
 
 
-def fit_alpha_beta(n_bytes: list[float], seconds: list[float]) -> tuple[float, float]:
-    """Least-squares fit of ``seconds ≈ α + β · n_bytes`` to point-to-point timings."""
+def fit_alpha_beta(
+    n_bytes: list[float], seconds: list[float], relative: bool = True
+) -> tuple[float, float]:
+    """Least-squares fit of ``seconds ≈ α + β · n_bytes`` to point-to-point timings.
+
+    ``relative`` minimises the *relative* residuals (each row divided by its time), so the
+    microsecond latencies of small messages weigh as much as the milliseconds of large ones;
+    plain least squares lets the largest message decide α, often driving it to 0.
+    """
     if len(n_bytes) != len(seconds) or len(n_bytes) < 2:
         raise ValueError(
             "need at least two (n_bytes, seconds) pairs of equal length, "
@@ -195,6 +202,10 @@ def fit_alpha_beta(n_bytes: list[float], seconds: list[float]) -> tuple[float, f
     x = torch.tensor(n_bytes, dtype=torch.float64)
     y = torch.tensor(seconds, dtype=torch.float64)
     design = torch.stack([torch.ones_like(x), x], dim=1)  # (k, 2)
+    if relative:
+        if (y <= 0).any():
+            raise ValueError("relative fitting needs positive times")
+        design, y = design / y[:, None], torch.ones_like(y)
     alpha, beta = torch.linalg.lstsq(design, y[:, None]).solution.flatten().tolist()
     return max(alpha, 0.0), max(beta, 0.0)
 

@@ -1,4 +1,4 @@
-"""Memory per device under ZeRO, and a sharded Adam built from the ring's two phases.
+"""Memory per device under ZeRO, flat parameter buckets, and ZeRO stages 0 and 1 from scratch.
 
 Mixed-precision Adam keeps, per parameter: an fp16/bf16 weight (2 bytes), an fp16/bf16
 gradient (2 bytes) and ``K = 12`` bytes of fp32 optimizer state (master weight, momentum,
@@ -14,10 +14,17 @@ stage  partitioned                 bytes per device
 3      + parameters                ``(2 + 2 + K) Ψ / N_d``
 =====  ==========================  =====================================
 
-Activations, buffers and fragmentation come on top. :class:`ShardedAdam` is ZeRO stage 1/2
-from scratch: gradients are reduce-scattered (stage 2) or all-reduced (stage 1) with the ring
-of :mod:`zen.parallel.collectives`, each rank runs Adam on its shard only, and the updated
-shards are all-gathered — the same arithmetic as ``torch.optim.Adam`` on one device.
+Activations, buffers and fragmentation come on top. The from-scratch stages share one layout,
+:class:`Buckets`: the parameters are grouped into *buckets* (in reverse order, the order in
+which backward produces their gradients), each padded to a multiple of ``p`` and cut into ``p``
+equal pieces; rank ``r`` owns piece ``r`` of every bucket::
+
+    bucket 0  [ r0 | r1 | r2 | r3 ]   bucket 1  [ r0 | r1 | r2 | r3 ]   ...
+              one flat buffer per bucket; every parameter is a view into its bucket
+
+:class:`ZeroAdam` is stage 0 (all-reduce, full Adam) and stage 1 (all-reduce, Adam on the
+owned pieces only, all-gather of the updated pieces). Stage 2 is
+:mod:`zen.parallel.zero_grads`, stage 3 :mod:`zen.parallel.zero_params`.
 """
 
 from __future__ import annotations
@@ -27,10 +34,8 @@ from collections.abc import Iterable
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from zen import validate
-from zen.parallel.collectives import ring_all_gather, ring_all_reduce, ring_reduce_scatter
 
 STAGES = (0, 1, 2, 3)
 
@@ -54,16 +59,33 @@ def zero_memory_per_device(
     ``optimizer_bytes`` is ZeRO's ``K`` (12 for mixed-precision Adam); ``param_bytes`` and
     ``grad_bytes`` are 2 for fp16/bf16 training.
     """
+    return sum(
+        zero_memory_breakdown(
+            num_params, world_size, stage, optimizer_bytes, param_bytes, grad_bytes
+        ).values()
+    )
+
+
+def zero_memory_breakdown(
+    num_params: float,
+    world_size: int,
+    stage: int,
+    optimizer_bytes: float = 12,
+    param_bytes: float = 2,
+    grad_bytes: float = 2,
+) -> dict[str, float]:
+    """:func:`zero_memory_per_device` split into ``params``, ``grads`` and ``optim`` bytes."""
     stage = _check_stage(stage)
     n = validate.positive_int(world_size, "world_size")
     if not num_params > 0:
         raise ValueError(f"num_params must be positive, got {num_params!r}")
     if min(optimizer_bytes, param_bytes, grad_bytes) < 0:
         raise ValueError("bytes per parameter must be non-negative")
-    params = param_bytes * num_params / (n if stage >= 3 else 1)
-    grads = grad_bytes * num_params / (n if stage >= 2 else 1)
-    optim = optimizer_bytes * num_params / (n if stage >= 1 else 1)
-    return params + grads + optim
+    return {
+        "params": param_bytes * num_params / (n if stage >= 3 else 1),
+        "grads": grad_bytes * num_params / (n if stage >= 2 else 1),
+        "optim": optimizer_bytes * num_params / (n if stage >= 1 else 1),
+    }
 
 
 def zero_communication_per_step(
@@ -81,74 +103,131 @@ def zero_communication_per_step(
     return volumes * (n - 1) / n * num_params * param_bytes
 
 
-class ShardedAdam:
-    """Adam whose state lives in shards across ranks (ZeRO stage 1 or 2).
+def adam_update(
+    w: torch.Tensor,
+    g: torch.Tensor,
+    m: torch.Tensor,
+    v: torch.Tensor,
+    t: int,
+    lr: float,
+    betas: tuple[float, float],
+    eps: float,
+) -> None:
+    """One Adam step on flat tensors, in place: ``w``, ``m``, ``v`` updated from gradient ``g``.
 
-    Equal to ``torch.optim.Adam``. Call after ``loss.backward()`` on every rank; gradients are
-    averaged over ranks (this is a data-parallel optimizer: do not all-reduce them yourself).
-    ``state_numel()`` is what this rank stores: ``2 ×`` its shard instead of ``2 ×`` the model.
+    The same arithmetic as ``torch.optim.Adam`` (``t`` counts steps from 1).
+    """
+    b1, b2 = betas
+    m.mul_(b1).add_(g, alpha=1 - b1)
+    v.mul_(b2).addcmul_(g, g, value=1 - b2)
+    denom = (v / (1 - b2**t)).sqrt_().add_(eps)
+    w.addcdiv_(m, denom, value=-lr / (1 - b1**t))
+
+
+class Buckets:
+    """Parameters moved into flat buckets, each padded to a multiple of ``world``.
+
+    ``groups`` lists the parameters of each bucket. Afterwards every parameter is a view into
+    its bucket's 1-D buffer ``self.flat[b]``; ``piece(b)`` is the slice of it that this rank
+    owns, ``len(self.flat[b]) / world`` elements.
+    """
+
+    def __init__(self, groups: list[list[nn.Parameter]], world: int, rank: int) -> None:
+        if not groups or any(not g for g in groups):
+            raise ValueError("every bucket needs at least one parameter")
+        self.groups, self.world, self.rank = groups, world, rank
+        self.flat: list[torch.Tensor] = []
+        self.slot: dict[nn.Parameter, tuple[int, int]] = {}  # bucket index, offset in bucket
+        with torch.no_grad():
+            for b, g in enumerate(groups):
+                n = sum(p.numel() for p in g)
+                flat = torch.zeros(-(-n // world) * world, dtype=g[0].dtype, device=g[0].device)
+                at = 0
+                for p in g:
+                    self.slot[p] = (b, at)
+                    flat[at : at + p.numel()].copy_(p.reshape(-1))
+                    p.data = flat[at : at + p.numel()].view_as(p)  # p now lives in the bucket
+                    at += p.numel()
+                self.flat.append(flat)
+
+    @classmethod
+    def by_size(
+        cls, params: Iterable[nn.Parameter], bucket_numel: int, world: int, rank: int
+    ) -> Buckets:
+        """Group ``params`` in reverse order into buckets of at least ``bucket_numel`` elements."""
+        validate.positive_int(bucket_numel, "bucket_numel")
+        groups: list[list[nn.Parameter]] = [[]]
+        for p in reversed([p for p in params if p.requires_grad]):
+            if sum(q.numel() for q in groups[-1]) >= bucket_numel:
+                groups.append([])
+            groups[-1].append(p)
+        if not groups[0]:
+            raise ValueError("no trainable parameters")
+        return cls(groups, world, rank)
+
+    def piece(self, b: int) -> slice:
+        """This rank's slice of bucket ``b``."""
+        size = self.flat[b].numel() // self.world
+        return slice(self.rank * size, (self.rank + 1) * size)
+
+    def piece_numel(self, b: int) -> int:
+        return self.flat[b].numel() // self.world
+
+
+class ZeroAdam:
+    """Data-parallel Adam, ZeRO stage 0 (replicated state) or 1 (optimizer state sharded).
+
+    Gradients accumulate in flat buffers (every ``p.grad`` a view) that are all-reduced and
+    averaged. Stage 0 runs Adam on everything; stage 1 on this rank's pieces only, then
+    all-gathers the updated pieces. Equal to ``torch.optim.Adam`` on the global batch.
+    ``tensors()`` lists what the rank holds, by kind, for :class:`~zen.parallel.memory.MemoryMeter`.
     """
 
     def __init__(
         self,
         params: Iterable[nn.Parameter],
+        stage: int = 1,
         lr: float = 1e-3,
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
-        stage: int = 2,
+        bucket_numel: int = 2**20,
     ) -> None:
-        if _check_stage(stage) not in (1, 2):
+        if _check_stage(stage) not in (0, 1):
             raise ValueError(
-                f"ShardedAdam implements ZeRO stages 1 and 2, got {stage}; "
-                "use fully_shard for stage 3"
+                f"ZeroAdam implements stages 0 and 1, got {stage}: "
+                "use zero_grads.Zero2Adam or zero_params.Zero3Adam"
             )
         if not dist.is_initialized():
-            raise RuntimeError("ShardedAdam needs an initialised process group")
-        self.params = [p for p in params if p.requires_grad]
-        self.lr, self.betas, self.eps, self.stage = lr, betas, eps, stage
-        self.world, self.rank = dist.get_world_size(), dist.get_rank()
-        total = sum(p.numel() for p in self.params)
-        # after reduce-scatter on the ring, rank r owns chunk (r + 1) % p
-        self.owned = (self.rank + 1) % self.world
-        # torch.tensor_split's chunk sizes: the first (total % p) chunks get one extra element
-        base, extra = divmod(total, self.world)
-        self.lo = self.owned * base + min(self.owned, extra)
-        self.hi = self.lo + base + (self.owned < extra)
-        self.master = (
-            parameters_to_vector(p.detach() for p in self.params)[self.lo : self.hi].float().clone()
-        )
-        self.m = torch.zeros_like(self.master)  # (shard,) first moment
-        self.v = torch.zeros_like(self.master)  # (shard,) second moment
-        self.t = 0
-
-    def state_numel(self) -> int:
-        """Optimizer-state elements held by this rank (momentum + variance of its shard)."""
-        return self.m.numel() + self.v.numel()
+            raise RuntimeError("ZeroAdam needs an initialised process group")
+        self.stage, self.lr, self.betas, self.eps, self.t = stage, lr, betas, eps, 0
+        self.buckets = Buckets.by_size(params, bucket_numel, dist.get_world_size(), dist.get_rank())
+        self.grad = [torch.zeros_like(f) for f in self.buckets.flat]
+        sizes = [
+            self.buckets.piece_numel(b) if stage == 1 else f.numel()
+            for b, f in enumerate(self.buckets.flat)
+        ]
+        self.m = [torch.zeros(n, dtype=torch.float32, device=self.grad[0].device) for n in sizes]
+        self.v = [torch.zeros_like(m) for m in self.m]
+        self.zero_grad()
 
     def zero_grad(self) -> None:
-        for p in self.params:
-            p.grad = None
+        for g in self.grad:
+            g.zero_()
+        for p, (b, at) in self.buckets.slot.items():
+            p.grad = self.grad[b][at : at + p.numel()].view_as(p)
+
+    def tensors(self) -> dict[str, list[torch.Tensor]]:
+        params = list(self.buckets.slot)
+        return {"params": params, "grads": list(self.grad), "optim": self.m + self.v}
 
     @torch.no_grad()
     def step(self) -> None:
-        grad = parameters_to_vector(p.grad for p in self.params).float()  # (total,)
-        chunks = list(torch.tensor_split(grad, self.world))
-        if self.stage == 1:
-            ring_all_reduce(
-                grad
-            )  # every rank gets the full summed gradient, keeps its shard's part
-        else:
-            ring_reduce_scatter(chunks)  # only the owned chunk is summed: gradients are sharded too
-        g = chunks[self.owned] / self.world
-        b1, b2 = self.betas
         self.t += 1
-        self.m.mul_(b1).add_(g, alpha=1 - b1)
-        self.v.mul_(b2).addcmul_(g, g, value=1 - b2)
-        m_hat = self.m / (1 - b1**self.t)
-        v_hat = self.v / (1 - b2**self.t)
-        self.master -= self.lr * m_hat / (v_hat.sqrt() + self.eps)
-        flat = torch.empty_like(grad)
-        weights = list(torch.tensor_split(flat, self.world))
-        weights[self.owned].copy_(self.master)
-        ring_all_gather(weights)  # every rank receives every updated shard
-        vector_to_parameters(flat.to(self.params[0].dtype), self.params)
+        args = (self.t, self.lr, self.betas, self.eps)
+        for b, (flat, grad) in enumerate(zip(self.buckets.flat, self.grad)):
+            dist.all_reduce(grad)  # every rank now holds the summed gradient
+            grad /= self.buckets.world
+            part = slice(None) if self.stage == 0 else self.buckets.piece(b)
+            adam_update(flat[part], grad[part], self.m[b], self.v[b], *args)
+            if self.stage == 1:
+                dist.all_gather_single(flat, flat[part])  # every rank gets every updated piece
