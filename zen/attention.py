@@ -166,7 +166,8 @@ def merge_heads(x: torch.Tensor) -> torch.Tensor:
 
 
 def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
-    """Share each key/value head among ``n_rep`` query heads: ``(B, h_kv, S, d)`` → ``(B, h_kv·n_rep, S, d)``.
+    """Share each key/value head among ``n_rep`` query heads: ``(B, h_kv, S, d)`` → ``(B,
+    h_kv·n_rep, S, d)``.
 
     Heads are repeated in place (``k0 k0 k1 k1`` for ``n_rep = 2``), so query head ``j`` meets
     key/value head ``j // n_rep``, as in Hugging Face's ``repeat_kv``.
@@ -256,8 +257,6 @@ class MultiHeadAttention(nn.Module):
 
     def extra_repr(self) -> str:
         return (
-            f"d_model={self.d_model}, n_heads={self.n_heads}, d_head={self.d_head}, "
-            f"use_builtin={self.use_builtin}"
             f"d_model={self.d_model}, n_heads={self.n_heads}, n_kv_heads={self.n_kv_heads}, "
             f"d_head={self.d_head}, use_builtin={self.use_builtin}"
         )

@@ -161,7 +161,7 @@ def z_loss(logits: torch.Tensor) -> torch.Tensor:
 
 
 def _swiglu(x: torch.Tensor, w_gate_up: torch.Tensor, w_down: torch.Tensor) -> torch.Tensor:
-    """One SwiGLU expert: ``x`` ``(n, d)``, ``w_gate_up`` ``(2·d_ff, d)``, ``w_down`` ``(d, d_ff)``."""
+    """SwiGLU expert: ``x`` ``(n, d)``, ``w_gate_up`` ``(2·d_ff, d)``, ``w_down`` ``(d, d_ff)``."""
     gate, up = (x @ w_gate_up.T).chunk(2, dim=-1)  # (n, d_ff) each
     return (F.silu(gate) * up) @ w_down.T  # (n, d)
 

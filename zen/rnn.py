@@ -10,7 +10,7 @@ With ``x_t (B, I)`` the input at step ``t`` and PyTorch's weight layout (``W_i·
           c_t = σ(f) ⊙ c_{t-1} + σ(i) ⊙ tanh(g)          the cell: an additive memory
           h_t = σ(o) ⊙ tanh(c_t)
 
-    GRU   [r_x, z_x, n_x] = split₃(x_t W_ihᵀ + b_ih),  [r_h, z_h, n_h] = split₃(h_{t-1} W_hhᵀ + b_hh)
+    GRU   [r_x, z_x, n_x] = split₃(x_t W_ihᵀ + b_ih), [r_h, z_h, n_h] = split₃(h_{t-1} W_hhᵀ + b_hh)
           r = σ(r_x + r_h),  z = σ(z_x + z_h),  n = tanh(n_x + r ⊙ n_h)
           h_t = (1 − z) ⊙ n + z ⊙ h_{t-1}
 
@@ -62,7 +62,8 @@ def lstm_cell(
     bias_ih: torch.Tensor | None = None,
     bias_hh: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One LSTM step: ``x (B, I)``, ``h, c (B, H)`` → ``(h, c)``; gates in PyTorch's order i, f, g, o."""
+    """One LSTM step: ``x (B, I)``, ``h, c (B, H)`` → ``(h, c)``; gates in PyTorch's order i, f, g,
+    o."""
     z = x @ weight_ih.T + h @ weight_hh.T  # (B, 4H)
     if bias_ih is not None:
         z = z + bias_ih + bias_hh
@@ -80,7 +81,7 @@ def gru_cell(
     bias_ih: torch.Tensor | None = None,
     bias_hh: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """One GRU step: ``x (B, I)``, ``h (B, H)`` → the next ``h``; gates in PyTorch's order r, z, n."""
+    """One GRU step: ``x (B, I)``, ``h (B, H)`` → the next ``h`` (gates ordered r, z, n)."""
     gx, gh = x @ weight_ih.T, h @ weight_hh.T  # (B, 3H) each
     if bias_ih is not None:
         gx, gh = gx + bias_ih, gh + bias_hh

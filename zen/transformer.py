@@ -182,15 +182,23 @@ class TransformerBlock(nn.Module):
         c = self.config = config
         p_attn = c.dropout if c.attn_dropout is None else c.attn_dropout
         self.norm_first, self.causal = c.norm_first, c.causal
-        self.attn = MultiHeadAttention(c.d_model, c.n_heads, n_kv_heads=c.n_kv_heads, dropout=p_attn,
-                                       bias=c.bias, qkv_bias=c.qkv_bias, rope=rope,
-                                       use_builtin=c.use_builtin)  # fmt: skip
+        self.attn = MultiHeadAttention(
+            c.d_model,
+            c.n_heads,
+            n_kv_heads=c.n_kv_heads,
+            dropout=p_attn,
+            bias=c.bias,
+            qkv_bias=c.qkv_bias,
+            rope=rope,
+            use_builtin=c.use_builtin,
+        )
         self.attn_norm = c.make_norm()
         self.cross_attn: MultiHeadAttention | None = None
         self.cross_attn_norm: nn.Module | None = None
         if c.cross_attention:
-            self.cross_attn = MultiHeadAttention(c.d_model, c.n_heads, dropout=p_attn, bias=c.bias,
-                                                 use_builtin=c.use_builtin)  # fmt: skip
+            self.cross_attn = MultiHeadAttention(
+                c.d_model, c.n_heads, dropout=p_attn, bias=c.bias, use_builtin=c.use_builtin
+            )
             self.cross_attn_norm = c.make_norm()
         self.ffn = FeedForward(c.d_model, c.d_ff, c.activation, c.bias, gated=c.gated)
         self.ffn_norm = c.make_norm()
@@ -457,8 +465,15 @@ class EncoderDecoder(nn.Module):
             else LearnedPositionalEmbedding(max_len, d_model)
         )
         self.dropout = nn.Dropout(dropout)
-        block = BlockConfig(d_model, n_heads, d_ff, dropout, norm_first=norm_first,
-                            activation=activation, use_builtin=use_builtin)  # fmt: skip
+        block = BlockConfig(
+            d_model,
+            n_heads,
+            d_ff,
+            dropout,
+            norm_first=norm_first,
+            activation=activation,
+            use_builtin=use_builtin,
+        )
         self.encoder = Encoder(block, n_layers)
         self.decoder = Decoder(replace(block, cross_attention=True), n_dec_layers or n_layers)
         self.lm_head = nn.Linear(d_model, tgt_vocab_size, bias=False)
