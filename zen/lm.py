@@ -1,4 +1,8 @@
-"""Training a language model: the learning-rate schedule and AdamW's two parameter groups.
+"""Training a language model: batches of token windows, the loss, the schedule, AdamW's groups.
+
+A token stream becomes examples by windows (:func:`random_windows` for training batches,
+:func:`lm_windows` for a fixed validation split) whose targets are the inputs shifted by one;
+:func:`lm_loss` is the mean next-token cross-entropy.
 
 The recipe of GPT-2/3, Chinchilla and nanoGPT. The learning rate warms up linearly, then
 decays along half a cosine to a floor ``min_ratio · lr_max`` at ``total_steps``::
@@ -21,9 +25,11 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from zen import validate
+from zen.data import Split
 
 
 def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_ratio: float = 0.1) -> float:
@@ -82,3 +88,49 @@ def adamw(
     """AdamW over :func:`decay_groups` with GPT-3's ``betas`` (0.9, 0.95) and decay 0.1."""
     validate.positive(lr, "lr")
     return torch.optim.AdamW(decay_groups(model, weight_decay), lr=lr, betas=betas)
+
+
+# --------------------------------------------------------------------------- data and loss
+def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy of logits ``(batch, seq, vocab)`` and ids ``(batch, seq)``."""
+    validate.ndim(logits, 3, "logits", "(batch, seq, vocab)")
+    validate.ndim(targets, 2, "targets", "(batch, seq)")
+    return F.cross_entropy(
+        logits.flatten(0, 1), targets.flatten()
+    )  # (batch·seq, vocab) vs (batch·seq,)
+
+
+def random_windows(
+    ids: torch.Tensor, batch_size: int, seq_len: int, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch of language-modelling examples from a 1-D stream of token ids.
+
+    Returns ``x`` and ``y`` of shape ``(batch_size, seq_len)`` with ``y`` = ``x`` shifted left
+    by one: every position is a training example for the token after it.
+    """
+    validate.ndim(ids, 1, "ids", "(n_tokens,)")
+    validate.positive_int(batch_size, "batch_size")
+    validate.positive_int(seq_len, "seq_len")
+    if len(ids) <= seq_len:
+        raise ValueError(f"ids has {len(ids)} tokens; need more than seq_len={seq_len}")
+    start = torch.randint(len(ids) - seq_len, (batch_size,), generator=generator)
+    windows = ids[start[:, None] + torch.arange(seq_len + 1)]  # (batch, seq_len + 1)
+    return windows[:, :-1], windows[:, 1:]
+
+
+def lm_windows(ids: torch.Tensor, seq_len: int, max_windows: int | None = None) -> Split:
+    """Consecutive, non-overlapping windows of a token stream as a :class:`zen.data.Split`.
+
+    ``x`` and ``y`` have shape ``(n_windows, seq_len)`` and ``y`` is ``x`` shifted by one
+    token, so ``zen.train.evaluate_loss(model, split, lm_loss)`` is the validation loss.
+    """
+    validate.ndim(ids, 1, "ids", "(n_tokens,)")
+    validate.positive_int(seq_len, "seq_len")
+    n = (len(ids) - 1) // seq_len
+    if max_windows is not None:
+        n = min(n, validate.positive_int(max_windows, "max_windows"))
+    if n < 1:
+        raise ValueError(f"ids has {len(ids)} tokens; need at least seq_len + 1 = {seq_len + 1}")
+    x = ids[: n * seq_len].view(n, seq_len)  # (n_tokens,) -> (windows, seq_len)
+    y = ids[1 : n * seq_len + 1].view(n, seq_len)
+    return Split(x, y)
