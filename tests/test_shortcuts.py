@@ -329,6 +329,28 @@ SHORTCUTS: dict[str, list[tuple[str, str, list[str], str]]] = {
             "parameters; its row-parallel shard",
         ),
     ],
+    "adamw": [
+        (
+            "adamw_step",
+            "def adamw_step(p, g, m, v, t, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):\n"
+            "    q = p.clone().requires_grad_(True)\n"
+            "    q.grad = g.clone()\n"
+            "    opt = torch.optim.AdamW([q], lr, betas, eps, weight_decay, foreach=False)\n"
+            "    opt.state[q] = {'step': torch.tensor(float(t - 1)), 'exp_avg': m.clone(),\n"
+            "                    'exp_avg_sq': v.clone()}\n"
+            "    opt.step()\n"
+            "    return q.detach(), opt.state[q]['exp_avg'], opt.state[q]['exp_avg_sq']",
+            ["equal torch.optim.AdamW", "only the decay acts", "follows torch.optim.AdamW"],
+            OWN,
+        ),
+        (
+            "cosine_schedule",
+            "def cosine_schedule(step, max_lr, min_lr, warmup, total):\n"
+            "    return optim.cosine_schedule(step, max_lr, min_lr, warmup, total)",
+            ["defining points", "at every step", "follows torch.optim.AdamW"],
+            OWN,
+        ),
+    ],
 }
 
 
