@@ -351,6 +351,18 @@ SHORTCUTS: dict[str, list[tuple[str, str, list[str], str]]] = {
             OWN,
         ),
     ],
+    "memory": [
+        (
+            "predict_saved_bytes",
+            "def predict_saved_bytes(batch, seq_len, d_model, n_heads, d_ff, dtype, causal, "
+            "dropout):\n"
+            "    from zen import memory\n"
+            "    return memory.block_activation_bytes(batch, seq_len, d_model, n_heads, d_ff, "
+            "dtype=dtype, causal=causal, dropout=dropout)",
+            ["predicted bytes equal"],
+            OWN,
+        ),
+    ],
 }
 
 
