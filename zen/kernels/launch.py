@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import torch
+import triton
 
 from zen import validate
+
+#: whether the kernels, defined when ``zen.kernels`` is imported, run in Triton's interpreter
+INTERPRETED = bool(triton.knobs.runtime.interpret)
 
 #: dtypes the kernels accept (the interpreter cannot run bf16 ``tl.dot``: see :func:`check`)
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
