@@ -128,3 +128,11 @@ def test_interpreter_refuses_bf16_dot_with_a_clear_message():
     with pytest.raises(TypeError, match="cannot run tl.dot in bfloat16"):
         kernels.matmul(a, a)
     torch.testing.assert_close(kernels.softmax(a).float(), a.float().softmax(-1), atol=1e-2, rtol=0)
+
+
+def test_cpu_tensor_for_a_compiled_kernel_names_the_fix():
+    from zen.kernels import launch
+
+    compiled = object()  # stands for a kernel defined without TRITON_INTERPRET=1
+    with pytest.raises(RuntimeError, match="TRITON_INTERPRET=1 before importing zen.kernels"):
+        launch.check(torch.zeros(3), "x", compiled)

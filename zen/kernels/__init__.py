@@ -12,8 +12,8 @@ before this package is imported (a CPU call without it raises an error saying so
 """
 
 from zen.kernels.flash import flash_attention, flash_attention_reference
-from zen.kernels.matmul import matmul, matmul_reference
 from zen.kernels.launch import INTERPRETED
+from zen.kernels.matmul import matmul, matmul_reference
 from zen.kernels.softmax import softmax
 
 __all__ = [
