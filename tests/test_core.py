@@ -269,3 +269,11 @@ def test_importing_zen_plot_changes_no_global_setting():
         "assert matplotlib.rcParams['axes.grid'] is True\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_doctor_says_how_triton_kernels_will_run(monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    assert "pip install 'triton" in doctor.triton_status("missing")
+    assert "CPU tensors need TRITON_INTERPRET=1" in doctor.triton_status("3.9.0")
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    assert "run in the interpreter" in doctor.triton_status("3.9.0")

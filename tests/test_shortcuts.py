@@ -363,6 +363,21 @@ SHORTCUTS: dict[str, list[tuple[str, str, list[str], str]]] = {
             OWN,
         ),
     ],
+    "kernels": [
+        (
+            "fused_softmax",
+            "def fused_softmax(x):\n    return kernels.softmax(x)",
+            ["fused softmax equals"],
+            OWN,
+        ),
+        (
+            "flash_forward",
+            "def flash_forward(q, k, v, causal=False):\n"
+            "    return flash_attention_forward(q, k, v, causal)",
+            ["flash forward equals"],
+            OWN,
+        ),
+    ],
 }
 
 

@@ -31,7 +31,7 @@ OPTIONAL = {
     "jupyter-book": "1.0.4",
     "pytest": "7.4",
     "nbval": "0.11",
-    "triton": "2.1",
+    "triton": "3.9",  # zen.kernels (the kernels chapter); CPU runs need TRITON_INTERPRET=1
 }
 
 
@@ -54,6 +54,17 @@ def check_packages(required: dict[str, str]) -> tuple[list[tuple[str, str, str]]
                 f"run: pip install -U '{name}>={minimum}'"
             )
     return rows, problems
+
+
+def triton_status(installed: str) -> str:
+    """How zen.kernels will run here: compiled on CUDA, interpreted on the CPU, or not at all."""
+    import os
+
+    if installed == "missing":
+        return "missing: zen.kernels and the kernels chapter need pip install 'triton>=3.9'"
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        return f"{installed}, TRITON_INTERPRET=1: kernels run in the interpreter (CPU tensors)"
+    return f"{installed}, compiled kernels (CUDA); CPU tensors need TRITON_INTERPRET=1"
 
 
 def report(out=sys.stdout) -> int:
@@ -97,6 +108,8 @@ def report(out=sys.stdout) -> int:
     print("optional packages", file=out)
     for name, installed, minimum in opt_rows:
         print(f"  {name:<14}{installed:<14}(>= {minimum})", file=out)
+    installed = {name: version for name, version, _ in opt_rows}
+    print(f"triton      {triton_status(installed.get('triton', 'missing'))}", file=out)
     if problems:
         print("\nNOT READY:", file=out)
         for p in problems:
