@@ -5,7 +5,7 @@ number per input feature:
 
     saliency            |∂F/∂x|  (or the signed gradient)                    Simonyan et al. 2014
     gradient × input    x ⊙ ∂F/∂x
-    integrated grads    (x − x') ⊙ ∫₀¹ ∂F/∂x (x' + α(x − x')) dα             Sundararajan et al. 2017
+    integrated grads    (x − x') ⊙ ∫₀¹ ∂F/∂x (x' + α(x − x')) dα     Sundararajan et al. 2017
     SmoothGrad          mean over n draws of ∂F/∂x (x + ε),  ε ~ N(0, σ²)    Smilkov et al. 2017
     occlusion           F(x) − F(x with a window set to the baseline), averaged per feature
     Shapley values      φᵢ = Σ_{S ∌ i} |S|!(M−|S|−1)!/M! · [v(S ∪ {i}) − v(S)]  Lundberg & Lee 2017
@@ -17,7 +17,7 @@ integral, which shrinks as ``steps`` grows; :func:`integrated_gradients` can ret
 Shapley values (and kernel SHAP once every coalition is enumerated) are complete exactly, with
 ``v(S) = F(x on S, x' elsewhere)``.
 
-    x (B, *features) ─ model ─▶ (B, C) ─ [target] ─▶ F (B,)  ─ explain ─▶ attributions (B, *features)
+    x (B, *features) ─ model ─▶ (B, C) ─ [target] ─▶ F (B,) ─ explain ─▶ attr (B, *features)
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def _check_input(x: torch.Tensor, name: str = "x") -> None:
 
 
 def _baseline(x: torch.Tensor, baseline: torch.Tensor | float | None) -> torch.Tensor:
-    """The reference input x': zeros by default, a number, one example (broadcast) or one per row."""
+    """The reference input x': zeros by default, a number, one example (broadcast) or one a row."""
     if baseline is None or isinstance(baseline, (int, float)):
         return torch.full_like(x, 0.0 if baseline is None else float(baseline))
     validate.tensor(baseline, "baseline")
@@ -86,7 +86,7 @@ def output(model: Model, x: torch.Tensor, target: int | torch.Tensor | None = No
 def gradient(
     model: Model, x: torch.Tensor, target: int | torch.Tensor | None = None
 ) -> torch.Tensor:
-    """∂F/∂x for each example (examples are independent, so one backward of ΣF does it): shape of x."""
+    """∂F/∂x per example (examples are independent: one backward of ΣF does it); shape of x."""
     x = x.detach().requires_grad_(True)
     with torch.enable_grad():
         (grad,) = torch.autograd.grad(output(model, x, target).sum(), x)
