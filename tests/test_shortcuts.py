@@ -332,8 +332,7 @@ SHORTCUTS: dict[str, list[tuple[str, str, list[str], str]]] = {
     "integrated_gradients": [
         (
             "trapezoid",
-            "def trapezoid(steps):\n"
-            "    return explain.riemann(steps, 'trapezoid')",
+            "def trapezoid(steps):\n    return explain.riemann(steps, 'trapezoid')",
             ["trapezoid points and weights"],
             OWN,
         ),
