@@ -15,6 +15,7 @@ from torch import nn
 from zen import explain
 
 captum_attr = pytest.importorskip("captum.attr")
+pytestmark = pytest.mark.filterwarnings("ignore:Input Tensor 0 did not already require gradients")
 
 
 def _model(device, d_in=(2, 6, 6), classes=3, seed=0) -> nn.Module:
