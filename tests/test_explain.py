@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from zen import explain
+from zen.explain.perturbation import _spread
 
 captum_attr = pytest.importorskip("captum.attr")
 pytestmark = pytest.mark.filterwarnings("ignore:Input Tensor 0 did not already require gradients")
@@ -144,7 +145,7 @@ def test_kernel_shap_matches_captum_on_a_linear_model():
     exact = explain.shapley_values(lin, x)
     torch.testing.assert_close(exact, x * lin.weight[0].detach())
     torch.testing.assert_close(explain.kernel_shap(lin, x), ref.double(), atol=1e-4, rtol=1e-4)
-    assert explain._spread(exact, x, None).shape == x.shape
+    assert _spread(exact, x, None).shape == x.shape
 
 
 def test_attention_rollout(device):
