@@ -378,6 +378,28 @@ SHORTCUTS: dict[str, list[tuple[str, str, list[str], str]]] = {
             OWN,
         ),
     ],
+    "integrated_gradients": [
+        (
+            "trapezoid",
+            "def trapezoid(steps):\n    return explain.riemann(steps, 'trapezoid')",
+            ["trapezoid points and weights"],
+            OWN,
+        ),
+        (
+            "integrated_gradients",
+            "def integrated_gradients(model, x, baseline, target, steps):\n"
+            "    return explain.integrated_gradients(model, x, baseline, target, steps)",
+            ["integrated gradients equal"],
+            OWN,
+        ),
+        (
+            "completeness_gap",
+            "def completeness_gap(model, attributions, x, baseline, target):\n"
+            "    return explain.completeness_delta(model, attributions, x, baseline, target)",
+            ["completeness gap equals"],
+            OWN,
+        ),
+    ],
 }
 
 
