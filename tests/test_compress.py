@@ -259,3 +259,157 @@ def test_lowrank_bad_input():
         lowrank.svd_factorize(nn.Linear(4, 3), 0)
     with pytest.raises(TypeError, match="nn.Linear"):
         lowrank.svd_factorize(nn.Conv1d(3, 3, 1), 1)
+
+
+# ---- round-to-nearest per group, GPTQ, SmoothQuant / AWQ, 2:4, FFN channels ------------
+
+from zen.compress import gptq, outliers, rtn, sparsity  # noqa: E402
+from zen.transformer import FeedForward  # noqa: E402
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4, 8])
+@pytest.mark.parametrize("group_size", [0, None, 8, 32])
+def test_rtn_error_bound_and_layouts(device, bits, group_size):
+    w = torch.randn(6, 64, generator=torch.Generator().manual_seed(bits)).to(device)
+    q, scale = rtn.rtn_quantize(w, bits, group_size)
+    n_scales = {0: 1, None: 6}.get(group_size, 6 * 64 // (group_size or 1))
+    assert scale.numel() == n_scales and q.abs().max() <= 2 ** (bits - 1) - 1
+    err = (w - rtn.rtn_dequantize(q, scale)).abs()
+    assert (err <= rtn.expand_scales(scale, w.shape) / 2 * (1 + 1e-6)).all()
+    if group_size == 8:  # groups never do worse than channels, which never do worse than tensors
+        mse = [(w - rtn.fake_rtn(w, bits, g)).pow(2).sum() for g in (8, None, 0)]
+        assert mse[0] <= mse[1] <= mse[2]
+
+
+def test_rtn_group_matches_reshape_reference():
+    w = torch.randn(4, 12)
+    q, s = rtn.rtn_quantize(w, 4, 4)
+    g = w.reshape(4, 3, 4)
+    ref_s = g.abs().amax(-1) / 7
+    assert torch.allclose(s, ref_s)
+    assert torch.equal(q, torch.round(g / ref_s[..., None]).clamp(-7, 7).reshape(4, 12).to(q.dtype))
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4])
+def test_pack_codes_two_per_byte_roundtrip(bits):
+    q, _ = rtn.rtn_quantize(torch.randn(8, 16), bits, None)
+    packed = rtn.pack_codes(q, bits)
+    assert packed.dtype == torch.uint8 and packed.numel() == q.numel() // 2
+    assert torch.equal(rtn.unpack_codes(packed, bits, q.shape), q)
+    assert rtn.quantized_bytes(q.numel(), 4, 8) == q.numel() / 2 + 16
+
+
+def test_rtn_bad_input():
+    w = torch.randn(4, 12)
+    for bits in (1, 9, 4.0, True):
+        with pytest.raises(ValueError, match="bits must be an integer in"):
+            rtn.rtn_quantize(w, bits)
+    with pytest.raises(ValueError, match="group_size must divide the 12 input columns"):
+        rtn.rtn_quantize(w, 4, 5)
+    with pytest.raises(ValueError, match="w must be 2-D"):
+        rtn.rtn_quantize(torch.randn(12), 4)
+    with pytest.raises(ValueError, match="bits <= 4"):
+        rtn.pack_codes(torch.zeros(4, dtype=torch.int8), 8)
+
+
+def correlated_inputs(n=512, d=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    mix = torch.randn(d, d, generator=g)
+    return torch.randn(n, d, generator=g) @ mix  # strongly correlated features
+
+
+@pytest.mark.parametrize("group_size", [None, 8])
+def test_gptq_equals_rtn_when_hessian_is_identity(group_size):
+    w = torch.randn(16, 32)
+    got = gptq.gptq_quantize(w, torch.eye(32, dtype=torch.float64), 3, group_size)
+    assert torch.equal(got, rtn.fake_rtn(w, 3, group_size))
+
+
+@pytest.mark.parametrize("group_size", [None, 8])
+def test_gptq_lowers_output_error(group_size):
+    x, w = correlated_inputs(), torch.randn(16, 32)
+    H = gptq.calibration_hessian(x)
+    assert torch.allclose(H, 2 * x.double().T @ x.double() / len(x))
+    w_gptq = gptq.gptq_quantize(w, H, 3, group_size)
+    assert gptq.layer_error(w, w_gptq, x) < 0.8 * gptq.layer_error(
+        w, rtn.fake_rtn(w, 3, group_size), x
+    )
+    # values still lie on each group's grid (a quantized weight, not a float one)
+    assert w_gptq.unique().numel() <= 16 * (7 if group_size is None else 7 * 4)
+
+
+def test_gptq_handles_dead_inputs():
+    x = correlated_inputs()
+    x[:, 3] = 0
+    w_hat = gptq.gptq_quantize(torch.randn(8, 32), gptq.calibration_hessian(x), 4)
+    assert torch.isfinite(w_hat).all() and (w_hat[:, 3] == 0).all()
+
+
+def test_gptq_bad_input():
+    with pytest.raises(ValueError, match="calibration data is empty"):
+        gptq.calibration_hessian(torch.zeros(0, 8))
+    with pytest.raises(ValueError, match=r"hessian must be \(8, 8\)"):
+        gptq.gptq_quantize(torch.randn(4, 8), torch.eye(4), 4)
+    with pytest.raises(ValueError, match="group_size must divide the 8 input columns"):
+        gptq.gptq_quantize(torch.randn(4, 8), torch.eye(8), 4, group_size=3)
+    with pytest.raises(ValueError, match="bits must be an integer"):
+        gptq.gptq_quantize(torch.randn(4, 8), torch.eye(8), 1)
+
+
+def test_smoothquant_preserves_product_and_flattens_outliers():
+    x = torch.randn(64, 16)
+    x[:, 2] *= 100
+    w = torch.randn(8, 16)
+    s = outliers.smoothquant_scales(outliers.channel_absmax(x), w, 0.5)
+    torch.testing.assert_close((x / s) @ (w * s).T, x @ w.T, rtol=1e-5, atol=1e-3)
+    p2 = 2.0 ** torch.round(torch.log2(s))  # powers of two: bitwise equal
+    assert torch.equal((x / p2) @ (w * p2).T, x @ w.T)
+    ratio = lambda t: (t.abs().amax(0).max() / t.abs().amax(0).median()).item()  # noqa: E731
+    assert ratio(x / s) < ratio(x) / 5
+
+
+def test_awq_never_worse_than_rtn_on_its_calibration_data():
+    x = torch.randn(256, 32)
+    x[:, :2] *= 30  # salient channels
+    w = torch.randn(16, 32)
+    w_awq, alpha = outliers.awq_search(w, x, 3, 8)
+    err = lambda v: (x @ v.T - x @ w.T).pow(2).mean()  # noqa: E731
+    assert err(w_awq) <= err(rtn.fake_rtn(w, 3, 8)) * (1 + 1e-6) and alpha > 0
+
+
+def test_outliers_bad_input():
+    with pytest.raises(ValueError, match="calibration data is empty"):
+        outliers.channel_absmax(torch.zeros(0, 4))
+    with pytest.raises(ValueError, match="calibration data is empty"):
+        outliers.awq_search(torch.randn(4, 8), torch.zeros(0, 8))
+    with pytest.raises(ValueError, match=r"x_absmax must have shape \(8,\)"):
+        outliers.smoothquant_scales(torch.ones(4), torch.randn(4, 8))
+    with pytest.raises(ValueError, match="alpha must be in"):
+        outliers.smoothquant_scales(torch.ones(8), torch.randn(4, 8), 1.5)
+
+
+def test_mask_2_4_pattern_keeps_largest(device):
+    w = torch.randn(8, 16, device=device)
+    m = sparsity.mask_2_4(w)
+    assert (m.reshape(8, 4, 4).sum(-1) == 2).all()
+    kept = (w.abs() * m).reshape(8, 4, 4)
+    dropped = (w.abs() * ~m).reshape(8, 4, 4)
+    assert (kept.amax(-1) >= dropped.amax(-1)).all()
+    assert (kept.sort(-1).values[..., 2] >= dropped.amax(-1)).all()
+    with pytest.raises(ValueError, match="divisible by 4"):
+        sparsity.mask_2_4(torch.randn(4, 6))
+
+
+def test_prune_ffn_channels_exact_on_dead_channels():
+    ffn = FeedForward(8, 12, activation="silu", bias=False, gated=True)
+    with torch.no_grad():
+        ffn.fc2.weight[:, 6:] = 0  # channels 6..11 contribute nothing
+    x = torch.randn(5, 8)
+    y = ffn(x)
+    sparsity.prune_ffn_channels(ffn, 6)
+    assert ffn.fc1.weight.shape == (6, 8) and ffn.fc2.weight.shape == (8, 6)
+    torch.testing.assert_close(ffn(x), y)
+    with pytest.raises(ValueError, match="keep must be <= d_ff=6"):
+        sparsity.prune_ffn_channels(ffn, 7)
+    with pytest.raises(TypeError, match="gated FeedForward"):
+        sparsity.prune_ffn_channels(FeedForward(8, 12), 4)

@@ -250,16 +250,22 @@ SHORTCUTS: dict[str, list[tuple[str, str, list[str], str]]] = {
     ],
     "quantization": [
         (
-            "per_channel_scale",
-            "def per_channel_scale(w, bits=8):\n"
-            "    return quant.quant_params(w, bits, 'symmetric', axis=0)[0]",
-            ["per-channel scales"],
+            "per_group_quantize",
+            "def per_group_quantize(w, bits, group_size):\n"
+            "    return rtn.rtn_quantize(w, bits, group_size)",
+            ["per-group codes"],
             OWN,
         ),
         (
-            "int8_linear",
-            "def int8_linear(x, qw, sw, bias):\n    return quant.Int8Linear(qw, sw, bias)(x)",
-            ["the integer layer"],
+            "pack_int4",
+            "def pack_int4(q):\n    return rtn.pack_codes(q, 4)",
+            ["packed bytes"],
+            OWN,
+        ),
+        (
+            "gptq_quantize",
+            "def gptq_quantize(w, H, bits):\n    return gptq.gptq_quantize(w, H, bits)",
+            ["GPTQ equals"],
             OWN,
         ),
     ],
