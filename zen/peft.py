@@ -170,6 +170,8 @@ class QLoRALinear(nn.Module):
     ):  # fmt: skip
         super().__init__()
         _check_rank(base, r)
+        if not alpha > 0:
+            raise ValueError(f"alpha must be > 0, got {alpha!r}")
         self.weight_nf4 = nf4_quantize(base.weight.detach(), block_size)
         self.bias = None if base.bias is None else base.bias.detach().clone()
         self.r, self.alpha, self.rslora = r, float(alpha), bool(rslora)
