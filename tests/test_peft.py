@@ -1,5 +1,7 @@
 """Tests for zen.peft (the PEFT chapter): LoRA and adapters."""
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -74,3 +76,111 @@ def test_peft_bad_input():
         peft.Adapter(8, 16)
     with pytest.raises(ValueError, match="matched"):
         peft.add_lora(nn.Sequential(nn.ReLU()))
+
+
+def _peft_pair(r=4, alpha=8, **kw):
+    """A zen LoRA model and a peft-wrapped copy with the same (random, non-zero) adapter weights."""
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(12, 16), nn.GELU(), nn.Linear(16, 8))
+    theirs = get_peft_model(
+        copy.deepcopy(model), LoraConfig(r=r, lora_alpha=alpha, target_modules=["0", "2"], **kw)
+    )
+    kind = "dora" if kw.get("use_dora") else "lora"
+    ours = peft.add_lora(model, r, alpha, rslora=kw.get("use_rslora", False), kind=kind)
+    with torch.no_grad():
+        for name in ("0", "2"):
+            mine, ref = ours.get_submodule(name), theirs.base_model.model.get_submodule(name)
+            mine.lora_B.normal_()
+            ref.lora_A["default"].weight.copy_(mine.lora_A)
+            ref.lora_B["default"].weight.copy_(mine.lora_B)
+            if kind == "dora":
+                mine.magnitude.mul_(torch.rand_like(mine.magnitude) + 0.5)
+                ref.lora_magnitude_vector["default"].weight.copy_(mine.magnitude)
+    return ours, theirs
+
+
+@pytest.mark.parametrize("kw", [{}, {"use_rslora": True}, {"use_dora": True}])
+def test_lora_matches_peft_outputs_and_merge(kw):
+    pytest.importorskip("peft")
+    ours, theirs = _peft_pair(r=3, alpha=5, **kw)
+    x = torch.randn(6, 12)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), theirs(x), atol=1e-5, rtol=1e-5)
+        merged = theirs.merge_and_unload()
+        for name in ("0", "2"):
+            ours.get_submodule(name).merge()
+            torch.testing.assert_close(
+                ours.get_submodule(name).base.weight, merged.get_submodule(name).weight,
+                atol=1e-5, rtol=1e-5,
+            )  # fmt: skip
+        torch.testing.assert_close(ours(x), merged(x), atol=1e-5, rtol=1e-5)
+
+
+def test_dora_starts_as_base_and_unmerges():
+    torch.manual_seed(0)
+    base = nn.Linear(10, 6)
+    w0, x = base.weight.detach().clone(), torch.randn(4, 10)
+    ref = base(x)
+    dora = peft.DoRALinear(base, r=2)
+    torch.testing.assert_close(dora(x), ref)
+    with torch.no_grad():
+        dora.lora_B.normal_()
+    out = dora(x)
+    dora.merge()
+    torch.testing.assert_close(dora(x), out, atol=1e-5, rtol=1e-5)
+    dora.unmerge()
+    torch.testing.assert_close(base.weight, w0, atol=1e-5, rtol=1e-5)
+    assert peft.trainable_parameters(dora) == 2 * (10 + 6) + 6
+
+
+def test_qlora_uses_nf4_base_and_matches_lora_on_dequantized_weight():
+    from zen.compress.nf4 import nf4_dequantize
+
+    torch.manual_seed(0)
+    base = nn.Linear(64, 32)
+    q = peft.QLoRALinear(base, r=4, alpha=8)
+    with torch.no_grad():
+        q.lora_B.normal_()
+    x = torch.randn(5, 64, requires_grad=True)
+    w_hat = nf4_dequantize(q.weight_nf4)
+    expect = x @ w_hat.T + base.bias + 2.0 * (x @ q.lora_A.T) @ q.lora_B.T
+    y = q(x)
+    torch.testing.assert_close(y, expect, atol=1e-5, rtol=1e-5)
+    (g,) = torch.autograd.grad(y.sum(), x)
+    (g_ref,) = torch.autograd.grad(expect.sum(), x)
+    torch.testing.assert_close(g, g_ref, atol=1e-5, rtol=1e-5)
+    assert q.base_bytes() == 64 * 32 // 2 + (64 * 32 // 64) * 4
+    assert peft.trainable_parameters(q) == 4 * (64 + 32)
+
+
+def test_prompt_tuning_equals_base_on_real_prefix():
+    from zen.llama import Llama, LlamaConfig
+
+    torch.manual_seed(0)
+    lm = Llama(LlamaConfig(vocab_size=32, max_len=16, n_layers=1, n_heads=2, d_model=16))
+    pt = peft.PromptTuned(lm, 3)
+    idx, prefix = torch.randint(32, (2, 5)), torch.randint(32, (3,))
+    with torch.no_grad():
+        pt.prompt.copy_(lm.embed(prefix))
+        full = lm(torch.cat([prefix.expand(2, -1), idx], dim=1))
+        torch.testing.assert_close(pt(idx), full[:, 3:], atol=1e-5, rtol=1e-5)
+    assert peft.trainable_parameters(pt) == 3 * 16
+
+
+def test_lora_target_names_and_bad_input():
+    model = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2))
+    assert peft.lora_target_names(model, ["2"]) == ["2"]
+    with pytest.raises(ValueError, match="no nn.Linear named"):
+        peft.lora_target_names(model, ["q_proj"])
+    with pytest.raises(ValueError, match="kind must be one of"):
+        peft.add_lora(model, kind="ia3")
+    with pytest.raises(ValueError, match="r must be <="):
+        peft.DoRALinear(nn.Linear(4, 3), r=5)
+    with pytest.raises(TypeError, match="nn.Linear"):
+        peft.QLoRALinear(nn.Conv1d(1, 1, 1))
+    with pytest.raises(ValueError, match="block_size"):
+        peft.QLoRALinear(nn.Linear(5, 3), r=1)  # 15 weights: no block of 64 divides them
+    with pytest.raises(TypeError, match="embed"):
+        peft.PromptTuned(model, 4)

@@ -273,7 +273,7 @@ SHORTCUTS: dict[str, list[tuple[str, str, list[str], str]]] = {
         (
             "LoRA",
             "class LoRA(LoRALinear):\n    pass",
-            ["initialisation", "the forward pass", "merge keeps"],
+            ["initialisation", "the forward pass", "merge equals"],
             OWN,
         ),
     ],
