@@ -8,6 +8,10 @@ import pytest
 import torch
 
 os.environ.setdefault("TQDM_DISABLE", "1")
+if not torch.cuda.is_available():
+    # Triton's interpreter (CPU tensors) is chosen when triton.language is first imported, and
+    # under xdist any test module may import it first (torch.utils.flop_counter does): set it now.
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -136,3 +136,14 @@ def test_cpu_tensor_for_a_compiled_kernel_names_the_fix():
     compiled = object()  # stands for a kernel defined without TRITON_INTERPRET=1
     with pytest.raises(RuntimeError, match="TRITON_INTERPRET=1 before importing zen.kernels"):
         launch.check(torch.zeros(3), "x", compiled)
+
+
+def test_triton_imported_before_the_interpreter_flag_names_the_fix(monkeypatch):
+    from zen.kernels import launch
+
+    class InterpretedFunction:  # stands for a kernel defined under TRITON_INTERPRET=1
+        pass
+
+    monkeypatch.setattr(launch, "language_interpreted", lambda: False)
+    with pytest.raises(RuntimeError, match="imported before TRITON_INTERPRET=1 was set"):
+        launch.check(torch.zeros(3), "x", InterpretedFunction())

@@ -693,6 +693,24 @@ def test_ring_check_names_a_deadlock_and_who_waits():
         checks.check_ring_all_reduce(_blocking_ring, world_sizes=(2,), timeout=10)
 
 
+def test_ring_check_calls_a_peer_closing_on_a_timed_out_rank_a_deadlock(monkeypatch):
+    # Under load gloo's own timeout fires on one rank first; the launcher then reports the
+    # other rank's "Connection closed by peer". Both ranks were waiting: still a deadlock.
+    def fake_launch(fn, world_size, state, *args, timeout):
+        state[0], state[1] = 2, 1  # rank 0 waits for rank 1, rank 1 for rank 0
+        raise RuntimeError(
+            "rank 0 of 2 failed:\nTraceback (most recent call last):\n"
+            "RuntimeError: [../third_party/gloo/gloo/transport/tcp/pair.cc:534] "
+            "Connection closed by peer [127.0.0.1]:1234\n(ranks [1] failed too)"
+        )
+
+    monkeypatch.setattr(checks, "launch", fake_launch)
+    with pytest.raises(
+        AssertionError, match=r"deadlocked: rank 0 waits for rank 1, rank 1 waits for rank 0"
+    ):
+        checks.check_ring_all_reduce(_blocking_ring, world_sizes=(2,), timeout=10)
+
+
 def test_ring_check_rejects_bad_input():
     with pytest.raises(ValueError, match="multiple of every world size"):
         checks.check_ring_all_reduce(ring_all_reduce, world_sizes=(5,), n=12)

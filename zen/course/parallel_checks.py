@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from zen.course.labcheck import LabCheckFailed, difference, passed
-from zen.parallel.launch import launch
+from zen.parallel.launch import TRANSPORT_ERRORS, launch
 
 _COLLECTIVES = (
     "all_reduce",
@@ -247,8 +247,10 @@ def _run(
                 "a collective was called",
                 "use only point-to-point messages (dist.send/recv/isend/irecv)",
             )
-        if "Timed out" in text and any(state[k] > 0 or state[k] == -2 for k in range(world_size)):
-            _stalled(name, world_size, state, timeout, hint)  # gloo's own timeout fired first
+        waiting = any(state[k] > 0 or state[k] == -2 for k in range(world_size))
+        if waiting and any(e in text for e in TRANSPORT_ERRORS):
+            # gloo's own timeout fired first on one rank, and its peer saw the connection close
+            _stalled(name, world_size, state, timeout, hint)
         rank = text.split(" of ")[0] if text.startswith("rank ") else "a rank"
         tb = text.split("failed:\n", 1)[-1]
         invalid = re.search(r"^ValueError: invalid rank: (.*)$", tb, re.M)

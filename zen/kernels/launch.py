@@ -19,6 +19,15 @@ def interpreted(kernel: object) -> bool:
     return type(kernel).__name__ == "InterpretedFunction"
 
 
+def language_interpreted() -> bool:
+    """Whether ``triton.language``'s own jitted helpers (``tl.cdiv``, ``tl.max``, ...) run in the
+    interpreter: they are built when ``triton.language`` is first imported, which can happen
+    before ``TRITON_INTERPRET=1`` is set (``torch.utils.flop_counter`` imports triton)."""
+    import triton.language as tl
+
+    return interpreted(tl.cdiv)
+
+
 def check(x: torch.Tensor, name: str, kernel: object, uses_dot: bool = False) -> None:
     """Reject a tensor the Triton kernel cannot take: wrong dtype, or a device it cannot run on."""
     validate.tensor(x, name)
@@ -29,6 +38,14 @@ def check(x: torch.Tensor, name: str, kernel: object, uses_dot: bool = False) ->
             f"{name} is on the CPU, where a Triton kernel runs only in Triton's interpreter: "
             "set the environment variable TRITON_INTERPRET=1 before importing zen.kernels "
             "(os.environ['TRITON_INTERPRET'] = '1'), or move the tensors to a CUDA device"
+        )
+    if x.device.type == "cpu" and not language_interpreted():
+        raise RuntimeError(
+            "triton.language was imported before TRITON_INTERPRET=1 was set, so its helpers are "
+            "compiled while the zen.kernels kernels are interpreted, and the kernel would fail "
+            "with 'Cannot call @triton.jit'd outside of the scope of a kernel'. Set "
+            "os.environ['TRITON_INTERPRET'] = '1' before anything imports triton (note that "
+            "torch.utils.flop_counter does), for example at the top of the notebook or conftest.py"
         )
     if x.device.type not in ("cpu", "cuda"):
         raise ValueError(f"{name} must be on a CPU or CUDA device, got {x.device}")

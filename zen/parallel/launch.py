@@ -47,6 +47,10 @@ _JOIN_ATTEMPTS = 3
 _JOIN_FAILED = "could not join the process group:\n"
 
 
+#: what gloo raises on a rank whose peer timed out or died: a consequence, not a cause
+TRANSPORT_ERRORS = ("Timed out", "Connection closed by peer", "Connection reset")
+
+
 class _JoinFailed(RuntimeError):
     """No rank got past ``init_process_group``: fn never ran, so a fresh group may be tried."""
 
@@ -247,7 +251,7 @@ def _describe_failure(errors: dict[int, str], world_size: int) -> str:
     """
 
     def secondary(tb: str) -> bool:
-        return "Connection closed by peer" in tb or "Connection reset" in tb or "Timed out" in tb
+        return any(e in tb for e in TRANSPORT_ERRORS)
 
     order = sorted(errors, key=lambda r: (secondary(errors[r]), r))
     first = order[0]
