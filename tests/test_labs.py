@@ -420,6 +420,16 @@ def test_calling_the_reference_is_caught_by_any_path():
     with pytest.raises(ValueError, match="forbid"):
         labcheck.call(lambda: 1, forbid=[3])
 
+    def shortcut_then_loop():
+        linreg.closed_form(x, y)
+        while True:
+            pass
+
+    with pytest.raises(labcheck.LabCheckFailed, match="not zen.linreg.closed_form"):
+        labcheck.call(
+            shortcut_then_loop, timeout=0.3, forbid={"zen.linreg.closed_form": linreg.closed_form}
+        )
+
 
 def test_call_wraps_student_code_and_names_the_helper():
     def helper(t):

@@ -30,13 +30,16 @@ from torch import nn
 
 from zen import validate
 from zen.data import Split
+from zen.optim import cosine_schedule
 
 
 def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_ratio: float = 0.1) -> float:
     """The learning-rate factor (multiply by the peak rate) at optimizer step ``step`` (0-based).
 
-    Linear warm-up ``(step + 1) / warmup_steps`` over the first ``warmup_steps`` steps, then a
-    half cosine from 1 down to ``min_ratio`` at ``total_steps``; constant ``min_ratio`` after.
+    :func:`zen.optim.cosine_schedule` with a peak of 1, except that the warm-up starts at
+    ``1 / warmup_steps`` rather than 0: linear warm-up ``(step + 1) / warmup_steps`` over the
+    first ``warmup_steps`` steps, then a half cosine from 1 down to ``min_ratio`` at
+    ``total_steps``; constant ``min_ratio`` after.
     """
     validate.positive_int(warmup_steps, "warmup_steps")
     validate.positive_int(total_steps, "total_steps")
@@ -47,10 +50,9 @@ def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_ratio: flo
         )
     if step < 0:
         raise ValueError(f"step must be >= 0, got {step}")
-    if step < warmup_steps:
+    if step < warmup_steps:  # starts at 1 / warmup_steps, not 0: step 0 already moves
         return (step + 1) / warmup_steps
-    u = min(1.0, (step - warmup_steps) / (total_steps - warmup_steps))  # 0 → 1 along the decay
-    return min_ratio + 0.5 * (1.0 - min_ratio) * (1.0 + math.cos(math.pi * u))
+    return cosine_schedule(step, 1.0, min_ratio, warmup_steps, total_steps)
 
 
 def warmup_cosine_schedule(

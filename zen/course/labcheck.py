@@ -284,6 +284,7 @@ def call(
             hint or "replace the `raise NotImplementedError` line with your code",
         )
     except StudentCodeTimeout as err:
+        shortcut_taken()  # a forbidden call before the time ran out is the clearer feedback
         _fail(name, str(err), hint or "is there a loop whose condition never changes?")
     except LabCheckFailed:
         raise
