@@ -3,6 +3,8 @@
 zen.compress.prune, zen.compress.quant, zen.compress.distill and zen.compress.lowrank.
 """
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -338,6 +340,26 @@ def test_gptq_lowers_output_error(group_size):
     assert w_gptq.unique().numel() <= 16 * (7 if group_size is None else 7 * 4)
 
 
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("group_size", [None, 16])
+def test_gptq_act_order_helps_when_a_few_inputs_are_outliers(seed, group_size):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(512, 64, generator=g) @ (torch.eye(64) + 0.3 * torch.randn(64, 64, generator=g))
+    x[:, torch.randperm(64, generator=g)[:4]] *= 20  # four outlier input channels
+    w, H = torch.randn(48, 64, generator=g), gptq.calibration_hessian(x)
+    in_order = gptq.layer_error(w, gptq.gptq_quantize(w, H, 3, group_size), x)
+    by_energy = gptq.layer_error(w, gptq.gptq_quantize(w, H, 3, group_size, act_order=True), x)
+    assert by_energy < 0.9 * in_order  # measured 0.55–0.79 over these draws
+
+
+def test_gptq_act_order_keeps_the_order_when_all_inputs_are_alike():
+    w = torch.randn(16, 32)
+    H = 2 * torch.eye(32, dtype=torch.float64)
+    assert torch.equal(
+        gptq.gptq_quantize(w, H, 4, 8, act_order=True), gptq.gptq_quantize(w, H, 4, 8)
+    )
+
+
 def test_gptq_handles_dead_inputs():
     x = correlated_inputs()
     x[:, 3] = 0
@@ -413,3 +435,52 @@ def test_prune_ffn_channels_exact_on_dead_channels():
         sparsity.prune_ffn_channels(ffn, 7)
     with pytest.raises(TypeError, match="gated FeedForward"):
         sparsity.prune_ffn_channels(FeedForward(8, 12), 4)
+
+
+@pytest.mark.parametrize("n_kv_heads", [4, 2, 1])
+@pytest.mark.parametrize("use_builtin", [False, True])
+def test_pruning_head_groups_equals_zeroing_their_output_columns(n_kv_heads, use_builtin):
+    from zen.attention import MultiHeadAttention
+    from zen.positions import RotaryEmbedding
+
+    torch.manual_seed(0)
+    attn = MultiHeadAttention(
+        32, 4, n_kv_heads=n_kv_heads, bias=False, rope=RotaryEmbedding(8, 16),
+        use_builtin=use_builtin,
+    )  # fmt: skip
+    x = torch.randn(3, 10, 32)
+    keep = max(1, n_kv_heads // 2)
+    scores = torch.arange(n_kv_heads, dtype=torch.float).flip(0)  # the first groups score highest
+    masked = copy.deepcopy(attn)
+    r = 4 // n_kv_heads
+    with torch.no_grad():
+        masked.out_proj.weight[:, keep * r * 8 :] = 0  # the dropped query heads write nothing
+    sparsity.prune_head_groups(attn, keep, scores)
+    assert (attn.n_heads, attn.n_kv_heads) == (keep * r, keep)
+    assert attn.q_proj.weight.shape == (keep * r * 8, 32) and attn.k_proj.weight.shape == (
+        keep * 8,
+        32,
+    )
+    torch.testing.assert_close(attn(x, is_causal=True), masked(x, is_causal=True))
+
+
+def test_head_group_scores_and_bad_input():
+    from zen.attention import MultiHeadAttention
+
+    attn = MultiHeadAttention(16, 4, n_kv_heads=2, bias=False)
+    with torch.no_grad():
+        attn.out_proj.weight[:, :8] = 0  # group 0 (query heads 0, 1) writes nothing
+    assert sparsity.head_group_scores(attn).shape == (2,)
+    assert sparsity.head_group_scores(attn)[0] == 0 and sparsity.head_group_scores(attn)[1] > 0
+    data = sparsity.head_group_scores(attn, torch.ones(4, 4))
+    assert data[0] == 0 and data[1] > 0
+    with pytest.raises(ValueError, match=r"head_out_absmean must be \(n_heads, d_head\)"):
+        sparsity.head_group_scores(attn, torch.ones(4))
+    with pytest.raises(ValueError, match="keep must be <= n_kv_heads=2"):
+        sparsity.prune_head_groups(attn, 3)
+    with pytest.raises(ValueError, match="one value per key/value group"):
+        sparsity.prune_head_groups(attn, 1, torch.ones(4))
+    with pytest.raises(TypeError, match="MultiHeadAttention"):
+        sparsity.prune_head_groups(nn.Linear(4, 4), 1)
+    sparsity.prune_head_groups(attn, 1)  # drops group 0, which wrote nothing
+    assert attn.out_proj.weight.abs().sum() > 0 and attn.n_heads == 2

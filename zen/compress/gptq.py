@@ -12,6 +12,10 @@ For a linear layer with calibration inputs ``X (n, in)``, minimise the output er
 is zero and GPTQ is round-to-nearest; with correlated inputs it lowers the output error.
 Scales are per channel (computed once) or per group (computed when the group's first column
 is reached, from the already-updated weights).
+
+With ``act_order`` the columns are visited in order of decreasing ``H_ii`` (the inputs with the
+most energy first, while many columns remain to absorb their error) and groups are formed in
+that order, so a kernel needs each column's group index (``g_idx`` in GPTQ's code).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ def gptq_quantize(
     bits: int = 4,
     group_size: int | None = None,
     damp: float = 0.01,
+    act_order: bool = False,
 ) -> torch.Tensor:
     """The GPTQ-quantized (dequantized) weight ``Ŵ (out, in)`` for ``w (out, in)``.
 
@@ -45,6 +50,7 @@ def gptq_quantize(
         group_size: ``None`` for one scale per output channel, else one per ``group_size``
             consecutive input columns of each row.
         damp: ``λ``, the share of the mean diagonal added to ``H``.
+        act_order: quantize columns in order of decreasing ``H_ii`` instead of left to right.
     """
     validate.floating(w, "w")
     validate.ndim(w, 2, "w", "(out, in)")
@@ -64,6 +70,10 @@ def gptq_quantize(
     H[dead, dead] = 1.0
     W[:, dead] = 0.0
     H += damp * torch.diagonal(H).mean() * torch.eye(n_in, dtype=H.dtype, device=H.device)
+    order = torch.arange(n_in, device=H.device)
+    if act_order:
+        order = torch.argsort(torch.diagonal(H), descending=True, stable=True)
+        W, H = W[:, order], H[order][:, order]
     U = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(H)), upper=True)
     qmax = 2 ** (bits - 1) - 1
     scale = None if group_size is not None else group_scales(W, bits, None).double()[:, 0]
@@ -75,6 +85,7 @@ def gptq_quantize(
         Q[:, i] = q
         err = (W[:, i] - q) / U[i, i]
         W[:, i + 1 :] -= err[:, None] * U[i, i + 1 :][None, :]  # error feedback
+    Q[:, order] = Q.clone()  # back to the original column order
     return Q.to(w.dtype)
 
 

@@ -6,6 +6,9 @@
 * **FFN channels**: a gated FFN ``fc2(act(gate(x)) · fc1(x))`` has ``d_ff`` hidden channels;
   channel ``j`` owns row ``j`` of ``fc1`` and ``gate`` and column ``j`` of ``fc2``. Dropping the
   weakest channels leaves smaller dense matrices, which run faster on any hardware.
+* **Attention heads** (Michel et al., 2019): head ``j`` owns ``d_head`` rows of ``q_proj`` and
+  ``d_head`` columns of ``out_proj``; with grouped-query attention a key/value head serves
+  ``n_heads / n_kv_heads`` query heads, so the unit that can be removed is that group.
 """
 
 from __future__ import annotations
@@ -67,3 +70,79 @@ def prune_ffn_channels(ffn: nn.Module, keep: int, scores: torch.Tensor | None = 
         if old.bias is not None:
             new.bias.copy_(old.bias)
     ffn.fc2 = new
+
+
+def head_group_scores(
+    attn: nn.Module, head_out_absmean: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Importance of each key/value group of a :class:`zen.attention.MultiHeadAttention`.
+
+    A group is one key/value head and the ``n_heads / n_kv_heads`` query heads that share it.
+    Without data: the sum over its query heads of ``‖q_proj rows‖ · ‖out_proj columns‖``. Given
+    the mean |output| of each query head's ``d_head`` channels on calibration data,
+    ``head_out_absmean (n_heads, d_head)`` (the input of ``out_proj``, split by head): the sum
+    of ``‖head_out_absmean[j] · out_proj[:, j]‖`` — what the head adds to the residual stream.
+    Returns ``(n_kv_heads,)``.
+    """
+    h, h_kv, d = _heads(attn)
+    w_o = rearrange(attn.out_proj.weight.detach(), "o (h d) -> h o d", h=h)  # (h, d_model, d)
+    if head_out_absmean is None:
+        w_q = rearrange(attn.q_proj.weight.detach(), "(h d) i -> h d i", h=h)
+        per_head = w_q.flatten(1).norm(dim=1) * w_o.flatten(1).norm(dim=1)  # (h,)
+    else:
+        if tuple(head_out_absmean.shape) != (h, d):
+            raise ValueError(
+                f"head_out_absmean must be (n_heads, d_head) = ({h}, {d}), "
+                f"got {tuple(head_out_absmean.shape)}"
+            )
+        per_head = (w_o * head_out_absmean[:, None, :]).flatten(1).norm(dim=1)  # (h,)
+    return rearrange(per_head, "(g r) -> g r", g=h_kv).sum(dim=1)  # (h_kv,)
+
+
+def prune_head_groups(attn: nn.Module, keep: int, scores: torch.Tensor | None = None) -> None:
+    """Keep the ``keep`` highest-scoring key/value groups of an attention layer, in place.
+
+    ``q_proj``, ``k_proj``, ``v_proj`` lose the rows and ``out_proj`` the columns of the dropped
+    heads; ``n_heads`` and ``n_kv_heads`` shrink, ``d_head`` and ``d_model`` stay. The result
+    equals the original with the dropped heads' ``out_proj`` columns set to zero.
+    """
+    h, h_kv, d = _heads(attn)
+    validate.positive_int(keep, "keep")
+    if keep > h_kv:
+        raise ValueError(f"keep must be <= n_kv_heads={h_kv}, got {keep}")
+    scores = head_group_scores(attn) if scores is None else scores
+    if tuple(scores.shape) != (h_kv,):
+        raise ValueError(f"scores must have one value per key/value group ({h_kv},), "
+                         f"got {tuple(scores.shape)}")  # fmt: skip
+    groups = scores.topk(keep).indices.sort().values  # (keep,) kept groups, in order
+    r = h // h_kv
+    q_heads = (groups[:, None] * r + torch.arange(r, device=groups.device)).flatten()
+    q_rows = (q_heads[:, None] * d + torch.arange(d, device=groups.device)).flatten()
+    kv_rows = (groups[:, None] * d + torch.arange(d, device=groups.device)).flatten()
+    for name, rows in (("q_proj", q_rows), ("k_proj", kv_rows), ("v_proj", kv_rows)):
+        old = getattr(attn, name)
+        new = nn.Linear(old.in_features, len(rows), bias=old.bias is not None).to(old.weight)
+        with torch.no_grad():
+            new.weight.copy_(old.weight[rows])
+            if old.bias is not None:
+                new.bias.copy_(old.bias[rows])
+        setattr(attn, name, new)
+    old = attn.out_proj
+    new = nn.Linear(len(q_rows), old.out_features, bias=old.bias is not None).to(old.weight)
+    with torch.no_grad():
+        new.weight.copy_(old.weight[:, q_rows])
+        if old.bias is not None:
+            new.bias.copy_(old.bias)
+    attn.out_proj = new
+    attn.n_heads, attn.n_kv_heads = keep * r, keep
+
+
+def _heads(attn: nn.Module) -> tuple[int, int, int]:
+    """``(n_heads, n_kv_heads, d_head)`` of an attention layer, checked."""
+    for name in ("q_proj", "k_proj", "v_proj", "out_proj"):
+        if not isinstance(getattr(attn, name, None), nn.Linear):
+            raise TypeError(f"attn must be a zen MultiHeadAttention with Linear '{name}'")
+    h, h_kv, d = attn.n_heads, attn.n_kv_heads, attn.d_head
+    if attn.q_proj.out_features != h * d or attn.k_proj.out_features != h_kv * d:
+        raise ValueError("attn's projections do not match its n_heads, n_kv_heads and d_head")
+    return h, h_kv, d
