@@ -184,3 +184,60 @@ def test_lora_target_names_and_bad_input():
         peft.QLoRALinear(nn.Linear(5, 3), r=1)  # 15 weights: no block of 64 divides them
     with pytest.raises(TypeError, match="embed"):
         peft.PromptTuned(model, 4)
+
+
+def _small_llama(n_kv_heads: int = 2):
+    from zen.llama import Llama, LlamaConfig
+
+    cfg = LlamaConfig(vocab_size=32, max_len=16, n_layers=2, n_heads=4, n_kv_heads=n_kv_heads,
+                      d_model=16, d_ff=32)  # fmt: skip
+    return Llama(cfg).eval()
+
+
+@pytest.mark.parametrize("n_kv_heads", [4, 2])
+def test_prefix_tuning_starts_as_the_base_model_reading_its_init_tokens(device, n_kv_heads):
+    lm = _small_llama(n_kv_heads).to(device)
+    idx, prefix = torch.randint(32, (2, 5), device=device), torch.randint(32, (3,))
+    pt = peft.PrefixTuned(lm, 3, init_tokens=prefix)
+    with torch.no_grad():
+        full = lm(torch.cat([prefix.to(device).expand(2, -1), idx], dim=1))
+        torch.testing.assert_close(pt(idx), full[:, 3:], atol=1e-5, rtol=1e-5)
+    d_head = 16 // 4
+    assert peft.trainable_parameters(pt) == 2 * 2 * n_kv_heads * 3 * d_head  # k and v per layer
+    pt(idx).sum().backward()
+    assert pt.prefix_k.grad.abs().sum() > 0 and lm.embed.weight.grad is None
+
+
+def test_prefix_tuning_equals_peft_on_a_hugging_face_llama():
+    pytest.importorskip("transformers")
+    pytest.importorskip("peft")
+    from peft import PrefixTuningConfig, get_peft_model
+    from transformers import LlamaConfig as HFLlamaConfig
+    from transformers import LlamaForCausalLM
+
+    from zen.llama import Llama
+
+    torch.manual_seed(0)
+    hf_cfg = HFLlamaConfig(vocab_size=40, hidden_size=32, intermediate_size=48,
+                           num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                           max_position_embeddings=32)  # fmt: skip
+    hf = LlamaForCausalLM(hf_cfg).eval()
+    ours = Llama.from_hf(hf).eval()
+    ref = get_peft_model(hf, PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=3))
+    with torch.no_grad():
+        ref.prompt_encoder["default"].embedding.weight.normal_()
+    pt = peft.PrefixTuned(ours, 3)
+    past = ref.get_prompt(batch_size=1)  # peft's own prefix as a cache, (1, h_kv, P, d_head)
+    with torch.no_grad():
+        pt.prefix_k.copy_(torch.cat([layer.keys for layer in past.layers]))
+        pt.prefix_v.copy_(torch.cat([layer.values for layer in past.layers]))
+        idx = torch.randint(40, (2, 7))
+        torch.testing.assert_close(pt(idx), ref(input_ids=idx).logits, atol=1e-5, rtol=1e-4)
+        assert (pt(idx) - ours(idx)).abs().max() > 1e-2  # the prefix does change the output
+
+
+def test_prefix_tuning_bad_input():
+    with pytest.raises(TypeError, match="zen Llama"):
+        peft.PrefixTuned(nn.Linear(4, 4), 2)
+    with pytest.raises(ValueError, match=r"init_tokens must be \(2,\)"):
+        peft.PrefixTuned(_small_llama(), 2, init_tokens=torch.zeros(3, dtype=torch.long))

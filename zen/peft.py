@@ -16,6 +16,9 @@
 * :class:`PromptTuned` (Lester et al., 2021): ``n_prompt`` trained vectors prepended to the
   token embeddings of a frozen decoder-only LM (``embed``/``decoder``/``lm_head``, as
   :class:`zen.llama.Llama`).
+* :class:`PrefixTuned` (Li & Liang, 2021): ``n_prefix`` trained keys and values prepended in
+  every attention layer of a frozen :class:`zen.llama.Llama` (through its KV cache), as
+  ``peft``'s prefix tuning does through ``past_key_values``.
 * :func:`add_lora`, :func:`trainable_parameters`.
 """
 
@@ -223,6 +226,51 @@ class PromptTuned(nn.Module):
         p = self.prompt.expand(idx.shape[0], -1, -1)  # (B, P, d)
         h = self.model.decoder(torch.cat([p, x], dim=1))  # (B, P + T, d)
         return self.model.lm_head(h[:, self.n_prompt :])  # (B, T, vocab)
+
+
+class PrefixTuned(nn.Module):
+    """A frozen :class:`zen.llama.Llama` with ``n_prefix`` trained keys and values per layer.
+
+    ``idx (B, T)`` → logits ``(B, T, vocab)``. Every layer's attention sees the trained
+    ``prefix_k``, ``prefix_v`` ``(n_layers, n_kv_heads, n_prefix, d_head)`` before the real
+    keys and values, as if they were cached earlier tokens: the real tokens are rotated at
+    positions ``n_prefix …``, the prefix keys are used as stored. The prefix starts as the
+    base model's own keys and values on ``init_tokens`` (default: random; Li & Liang's
+    initialisation from real activations), so the model starts as the base model reading
+    those tokens first. ``max_len`` must be at least ``n_prefix + T``.
+    """
+
+    def __init__(self, model: nn.Module, n_prefix: int, init_tokens: torch.Tensor | None = None):
+        super().__init__()
+        if not (hasattr(model, "new_cache") and hasattr(model, "config")):
+            raise TypeError(
+                f"model must be a zen Llama (with .new_cache), got {type(model).__name__}"
+            )
+        validate.positive_int(n_prefix, "n_prefix")
+        for p in model.parameters():
+            p.requires_grad_(False)
+        self.model, self.n_prefix = model, n_prefix
+        if init_tokens is None:
+            init_tokens = torch.randint(model.config.vocab_size, (n_prefix,))
+        if tuple(init_tokens.shape) != (n_prefix,):
+            raise ValueError(f"init_tokens must be ({n_prefix},), got {tuple(init_tokens.shape)}")
+        start = init_tokens.to(_device_of(model))[None]  # (1, P)
+        caches = model.new_cache()
+        with torch.no_grad():
+            model(start, cache=caches)  # fills every layer's cache with the keys and values
+        self.prefix_k = nn.Parameter(torch.cat([c.k for c in caches]).clone())  # (L, h_kv, P, d)
+        self.prefix_v = nn.Parameter(torch.cat([c.v for c in caches]).clone())  # (L, h_kv, P, d)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        B = idx.shape[0]
+        caches = self.model.new_cache()
+        for c, k, v in zip(caches, self.prefix_k, self.prefix_v):  # (h_kv, P, d) each
+            c.k, c.v = k.expand(B, -1, -1, -1), v.expand(B, -1, -1, -1)  # (B, h_kv, P, d)
+        return self.model(idx, cache=caches)  # (B, T, vocab)
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
 
 
 class Adapter(nn.Module):
