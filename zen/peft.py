@@ -1,4 +1,4 @@
-"""Parameter-efficient fine-tuning: LoRA (and rsLoRA, DoRA, QLoRA), adapters, prompt tuning.
+"""Parameter-efficient fine-tuning: LoRA (rsLoRA, DoRA, QLoRA), adapters, prompt and prefix tuning.
 
 * :class:`LoRALinear` (Hu et al., 2021): a frozen ``W`` plus a trainable low-rank update,
   ``y = x Wᵀ + s · x Aᵀ Bᵀ`` with ``A (r, in)`` random and ``B (out, r)`` zero, so training
