@@ -484,3 +484,23 @@ def test_head_group_scores_and_bad_input():
         sparsity.prune_head_groups(nn.Linear(4, 4), 1)
     sparsity.prune_head_groups(attn, 1)  # drops group 0, which wrote nothing
     assert attn.out_proj.weight.abs().sum() > 0 and attn.n_heads == 2
+
+
+def test_nf4_bytes_equal_bitsandbytes():
+    """Same packed codes and block absmax as bitsandbytes' ``quantize_4bit`` (runs on CPU).
+
+    bitsandbytes is not a dependency (importing it makes ``peft`` load its 4-bit layers): run
+    with ``pip install bitsandbytes``. Checked with 0.50.2: bytes and absmax identical.
+    """
+    functional = pytest.importorskip("bitsandbytes.functional")
+    from zen.compress import nf4
+
+    for seed in range(3):
+        w = torch.randn(64, 128, generator=torch.Generator().manual_seed(seed))
+        packed, state = functional.quantize_4bit(w, blocksize=64, quant_type="nf4")
+        ours = nf4.nf4_quantize(w, 64)
+        assert torch.equal(ours.packed, packed.flatten())
+        assert torch.equal(ours.absmax, state.absmax)
+        torch.testing.assert_close(
+            ours.dequantize(), functional.dequantize_4bit(packed, state), atol=1e-6, rtol=0
+        )
