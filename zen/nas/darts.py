@@ -59,12 +59,14 @@ class MixedOp(nn.Module):
         return self.names[int(self.alpha.argmax())]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        outs = torch.stack([op(x) for op in self.ops])  # (n_ops, *x.shape)
-        if outs.shape[1:] != x.shape:
-            raise ValueError(f"every op must preserve the input shape {tuple(x.shape)}, "
-                             f"got {tuple(outs.shape[1:])}")  # fmt: skip
+        outs = [op(x) for op in self.ops]
+        for name, out in zip(self.names, outs):
+            if out.shape != x.shape:
+                raise ValueError(f"op {name!r} must preserve the input shape {tuple(x.shape)}, "
+                                 f"got {tuple(out.shape)}")  # fmt: skip
+        stacked = torch.stack(outs)  # (n_ops, *x.shape)
         w = self.weights().view(-1, *([1] * x.ndim))  # (n_ops, 1, …)
-        return (w * outs).sum(dim=0)
+        return (w * stacked).sum(dim=0)
 
 
 def arch_parameters(model: nn.Module) -> list[nn.Parameter]:
@@ -104,4 +106,4 @@ def first_order_step(
     objective = val_loss + (alpha_penalty(model) if alpha_penalty is not None else 0.0)
     objective.backward()
     alpha_opt.step()  # α ← α − η_α ∇_α (L_val + penalty)
-    return float(train_loss), float(val_loss)
+    return train_loss.item(), val_loss.item()
