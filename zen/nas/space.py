@@ -204,16 +204,14 @@ class DigitsCNN(nn.Module):
 
 
 def cnn_cost(
-    depth: int,
-    width: int,
-    kernel: int,
-    activation: str = "relu",
-    skip: bool = False,
-    in_channels: int = 1,
-    side: int = 8,
-    num_classes: int = 10,
-) -> dict[str, int]:
-    """Parameters and forward FLOPs per image of :class:`DigitsCNN` (module docstring)."""
+    depth: int, width: int, kernel: int, in_channels: int = 1, side: int = 8,
+    num_classes: int = 10, **other_choices: object,
+) -> dict[str, int]:  # fmt: skip
+    """Parameters and forward FLOPs per image of :class:`DigitsCNN` (module docstring).
+
+    ``other_choices`` (``activation``, ``skip``) are accepted, so that ``cnn_cost(**named)``
+    works, and ignored: neither changes the count.
+    """
     pixels = side * side
     c_in = [in_channels] + [width] * (depth - 1)
     conv_params = sum(c * width * kernel**2 + width for c in c_in)
