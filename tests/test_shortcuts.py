@@ -406,6 +406,16 @@ SHORTCUTS: dict[str, list[tuple[str, str, list[str], str]]] = {
             OWN,
         ),
     ],
+    "nas": [
+        (
+            "regularized_evolution",
+            "def regularized_evolution(space, evaluate, budget, rng, p=10, s=3):\n"
+            "    res = search.regularized_evolution(space, evaluate, budget, rng, p, s)\n"
+            "    return res.history, res.population",
+            ["same proposals as the reference", "beats random search"],
+            OWN,
+        ),
+    ],
 }
 
 
