@@ -416,6 +416,40 @@ SHORTCUTS: dict[str, list[tuple[str, str, list[str], str]]] = {
             OWN,
         ),
     ],
+    "robustness": [
+        (
+            "fgsm",
+            "def fgsm(model, x, y, eps):\n    return robust.fgsm(model, x, y, eps)",
+            ["FGSM equals"],
+            OWN,
+        ),
+        (
+            "project",
+            "def project(x_adv, x, eps):\n    return robust.project_linf(x_adv, x, eps)",
+            ["projection onto"],
+            OWN,
+        ),
+        (
+            "pgd",
+            "def pgd(model, x, y, eps, alpha, steps):\n"
+            "    return robust.pgd(model, x, y, eps, alpha, steps, random_start=False)",
+            ["PGD equals"],
+            OWN,
+        ),
+        (
+            "per_sample_grads",
+            "def per_sample_grads(model, x, y):\n    return privacy.per_sample_grads(model, x, y)",
+            ["per-sample gradients equal"],
+            OWN,
+        ),
+        (
+            "clip_per_sample",
+            "def clip_per_sample(grads, max_norm):\n"
+            "    return privacy.clip_per_sample(grads, max_norm, stability=0.0)",
+            ["clipping equals"],
+            OWN,
+        ),
+    ],
 }
 
 
