@@ -450,6 +450,26 @@ SHORTCUTS: dict[str, list[tuple[str, str, list[str], str]]] = {
             OWN,
         ),
     ],
+    "clip": [
+        (
+            "contrastive_loss",
+            "def contrastive_loss(image_features, text_features, log_scale, max_scale=100.0):\n"
+            "    u = F.normalize(image_features, dim=-1)\n"
+            "    v = F.normalize(text_features, dim=-1)\n"
+            "    scale = log_scale.clamp(max=math.log(max_scale)).exp()\n"
+            "    return clip.contrastive_loss(u, v, scale)",
+            ["contrastive loss equals"],
+            OWN,
+        ),
+        (
+            "log_scale_grad",
+            "def log_scale_grad(u, v, log_scale):\n"
+            "    log_scale = log_scale.detach().clone().requires_grad_()\n"
+            "    return torch.autograd.grad(contrastive_loss(u, v, log_scale), log_scale)[0]",
+            ["hand-derived gradient"],
+            OWN,
+        ),
+    ],
 }
 
 
