@@ -470,6 +470,29 @@ SHORTCUTS: dict[str, list[tuple[str, str, list[str], str]]] = {
             OWN,
         ),
     ],
+    "systems": [
+        (
+            "reliability_bins",
+            "def reliability_bins(confidence, correct, n_bins):\n"
+            "    return monitor.reliability_bins(confidence, correct, n_bins)",
+            ["reliability bins equal"],
+            OWN,
+        ),
+        (
+            "expected_calibration_error",
+            "def expected_calibration_error(probs, labels, n_bins):\n"
+            "    return monitor.expected_calibration_error(probs, labels, n_bins)",
+            ["ECE equals"],
+            OWN,
+        ),
+        (
+            "fit_temperature",
+            "def fit_temperature(logits, labels):\n"
+            "    return monitor.fit_temperature(logits, labels)",
+            ["fitted temperature minimises"],
+            OWN,
+        ),
+    ],
 }
 
 
