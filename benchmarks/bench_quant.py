@@ -36,7 +36,9 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.timing import interleaved_medians  # noqa: E402
+# this script's folder, as the other benchmarks do (opacus installs a `benchmarks` package)
+from timing import interleaved_medians  # noqa: E402
+
 from zen.compress import quant, rtn  # noqa: E402
 
 
