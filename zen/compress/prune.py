@@ -124,13 +124,24 @@ def prune_hidden_units(
         raise ValueError(f"keep must be <= the {hidden} hidden units, got {keep}")
     score = fc_in.weight.detach().norm(dim=1) * fc_out.weight.detach().norm(dim=0)  # (hidden,)
     idx = score.topk(keep).indices.sort().values
-    new_in = nn.Linear(fc_in.in_features, keep, bias=fc_in.bias is not None).to(fc_in.weight)
-    new_out = nn.Linear(keep, fc_out.out_features, bias=fc_out.bias is not None).to(fc_out.weight)
+    return keep_outputs(fc_in, idx), keep_inputs(fc_out, idx)
+
+
+def keep_outputs(linear: nn.Linear, rows: torch.Tensor) -> nn.Linear:
+    """A smaller ``nn.Linear`` with only the output features ``rows`` (weight rows and bias)."""
+    new = nn.Linear(linear.in_features, len(rows), bias=linear.bias is not None).to(linear.weight)
     with torch.no_grad():
-        new_in.weight.copy_(fc_in.weight[idx])
-        if fc_in.bias is not None:
-            new_in.bias.copy_(fc_in.bias[idx])
-        new_out.weight.copy_(fc_out.weight[:, idx])
-        if fc_out.bias is not None:
-            new_out.bias.copy_(fc_out.bias)
-    return new_in, new_out
+        new.weight.copy_(linear.weight[rows])
+        if linear.bias is not None:
+            new.bias.copy_(linear.bias[rows])
+    return new
+
+
+def keep_inputs(linear: nn.Linear, cols: torch.Tensor) -> nn.Linear:
+    """A smaller ``nn.Linear`` reading only the input features ``cols`` (bias unchanged)."""
+    new = nn.Linear(len(cols), linear.out_features, bias=linear.bias is not None).to(linear.weight)
+    with torch.no_grad():
+        new.weight.copy_(linear.weight[:, cols])
+        if linear.bias is not None:
+            new.bias.copy_(linear.bias)
+    return new

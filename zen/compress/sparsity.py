@@ -18,6 +18,7 @@ from einops import rearrange
 from torch import nn
 
 from zen import validate
+from zen.compress.prune import keep_inputs, keep_outputs
 
 
 def mask_2_4(w: torch.Tensor) -> torch.Tensor:
@@ -55,21 +56,8 @@ def prune_ffn_channels(ffn: nn.Module, keep: int, scores: torch.Tensor | None = 
         raise ValueError(f"keep must be <= d_ff={d_ff}, got {keep}")
     scores = ffn_channel_scores(ffn) if scores is None else scores
     idx = scores.topk(keep).indices.sort().values
-    for name in ("fc1", "gate"):
-        old = getattr(ffn, name)
-        new = nn.Linear(old.in_features, keep, bias=old.bias is not None).to(old.weight)
-        with torch.no_grad():
-            new.weight.copy_(old.weight[idx])
-            if old.bias is not None:
-                new.bias.copy_(old.bias[idx])
-        setattr(ffn, name, new)
-    old = ffn.fc2
-    new = nn.Linear(keep, old.out_features, bias=old.bias is not None).to(old.weight)
-    with torch.no_grad():
-        new.weight.copy_(old.weight[:, idx])
-        if old.bias is not None:
-            new.bias.copy_(old.bias)
-    ffn.fc2 = new
+    ffn.fc1, ffn.gate = keep_outputs(ffn.fc1, idx), keep_outputs(ffn.gate, idx)
+    ffn.fc2 = keep_inputs(ffn.fc2, idx)
 
 
 def head_group_scores(
@@ -119,21 +107,12 @@ def prune_head_groups(attn: nn.Module, keep: int, scores: torch.Tensor | None = 
     q_heads = (groups[:, None] * r + torch.arange(r, device=groups.device)).flatten()
     q_rows = (q_heads[:, None] * d + torch.arange(d, device=groups.device)).flatten()
     kv_rows = (groups[:, None] * d + torch.arange(d, device=groups.device)).flatten()
-    for name, rows in (("q_proj", q_rows), ("k_proj", kv_rows), ("v_proj", kv_rows)):
-        old = getattr(attn, name)
-        new = nn.Linear(old.in_features, len(rows), bias=old.bias is not None).to(old.weight)
-        with torch.no_grad():
-            new.weight.copy_(old.weight[rows])
-            if old.bias is not None:
-                new.bias.copy_(old.bias[rows])
-        setattr(attn, name, new)
-    old = attn.out_proj
-    new = nn.Linear(len(q_rows), old.out_features, bias=old.bias is not None).to(old.weight)
-    with torch.no_grad():
-        new.weight.copy_(old.weight[:, q_rows])
-        if old.bias is not None:
-            new.bias.copy_(old.bias)
-    attn.out_proj = new
+    attn.q_proj = keep_outputs(attn.q_proj, q_rows)
+    attn.k_proj, attn.v_proj = (
+        keep_outputs(attn.k_proj, kv_rows),
+        keep_outputs(attn.v_proj, kv_rows),
+    )
+    attn.out_proj = keep_inputs(attn.out_proj, q_rows)
     attn.n_heads, attn.n_kv_heads = keep * r, keep
 
 
