@@ -180,3 +180,17 @@ MF = recsys.MatrixFactorization
 def test_bad_inputs_are_rejected(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def test_dense_and_gathered_fits_agree():
+    gen = zen.generator(5)
+    users, items, clicks = _logs(gen, n=300)
+    users[:20], items[:20] = users[20:40], items[20:40]  # repeated pairs, clicked differently
+    fits = [
+        recsys.fit_click_model(
+            users, items, clicks, 30, 20, steps=30, generator=zen.generator(6), dense=dense
+        )
+        for dense in (True, False)
+    ]
+    with torch.no_grad():
+        torch.testing.assert_close(fits[0].scores(), fits[1].scores(), atol=1e-4, rtol=1e-4)

@@ -115,11 +115,16 @@ def fit_click_model(
     steps: int = 200,
     lr: float = 0.05,
     generator: torch.Generator | None = None,
+    dense: bool | None = None,
 ) -> MatrixFactorization:
     """Fit :class:`MatrixFactorization` to logged impressions by full-batch Adam.
 
     ``users``, ``items`` ``(N,)`` ids and ``clicks`` ``(N,)`` in {0, 1}; minimises
-    ``BCE(s, clicks) + reg · penalty`` for ``steps`` steps. Returns the model in eval mode.
+    ``BCE(s, clicks) + reg · penalty`` (both means over the ``N`` impressions) for ``steps``
+    steps. ``dense`` picks the path: the readable one gathers the ``N`` logged pairs; the dense
+    one scores the whole ``(n_users, n_items)`` matrix by one matmul and weighs each cell by
+    its number of impressions (the same loss, without gather/scatter; ``None`` chooses it when
+    the matrix has at most 10 M cells). Returns the model in eval mode.
     """
     _ids(users, n_users, "users"), _ids(items, n_items, "items")
     validate.same_shape(items, users, "items", "users")
@@ -132,12 +137,30 @@ def fit_click_model(
         raise ValueError(f"reg must be a non-negative number, got {reg!r}")
     validate.positive_int(steps, "steps")
     validate.positive(lr, "lr")
+    if dense is None:
+        dense = n_users * n_items <= 10_000_000
     model = MatrixFactorization(n_users, n_items, d_model, generator=generator).to(users.device)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    target = clicks.float()
+    n, target = users.numel(), clicks.float()
+    if dense:  # impressions and clicks per cell; BCE is linear in the target, so mean clicks
+        cell = users * n_items + items
+        count = torch.bincount(cell, minlength=n_users * n_items).view(n_users, n_items)
+        clicked = torch.bincount(cell, weights=target, minlength=n_users * n_items)
+        cell_target = clicked.view(n_users, n_items) / count.clamp(min=1)
+        count = count.float()
+        per_user, per_item = count.sum(1), count.sum(0)  # (n_users,), (n_items,)
     for _ in range(steps):
-        loss = F.binary_cross_entropy_with_logits(model(users, items), target)
-        loss = loss + reg * model.penalty(users, items)
+        if dense:
+            logits = model.scores()  # (n_users, n_items)
+            loss = F.binary_cross_entropy_with_logits(
+                logits, cell_target, weight=count, reduction="sum"
+            )
+            penalty = per_user @ (model.user.square().sum(1) + model.user_bias.square())
+            penalty = penalty + per_item @ (model.item.square().sum(1) + model.item_bias.square())
+            loss = (loss + reg * penalty) / n
+        else:
+            loss = F.binary_cross_entropy_with_logits(model(users, items), target)
+            loss = loss + reg * model.penalty(users, items)
         opt.zero_grad()
         loss.backward()
         opt.step()
