@@ -493,6 +493,32 @@ SHORTCUTS: dict[str, list[tuple[str, str, list[str], str]]] = {
             OWN,
         ),
     ],
+    "ab_test": [
+        (
+            "sample_size",
+            "def sample_size(p_a, p_b, alpha, power):\n"
+            "    return recsys.sample_size(p_a, p_b, alpha, power)",
+            ["sample size equals"],
+            OWN,
+        ),
+        (
+            "two_proportion_ztest",
+            "def two_proportion_ztest(clicks_a, n_a, clicks_b, n_b):\n"
+            "    table = [[clicks_a, n_a - clicks_a], [clicks_b, n_b - clicks_b]]\n"
+            "    chi2, p, _, _ = stats.chi2_contingency(table, correction=False)\n"
+            "    return math.copysign(math.sqrt(chi2), clicks_b / n_b - clicks_a / n_a), p",
+            ["z-test equals", "z squared"],
+            OWN,
+        ),
+        (
+            "difference_ci",
+            "def difference_ci(clicks_a, n_a, clicks_b, n_b, alpha):\n"
+            "    result = recsys.ab_test(clicks_a, n_a, clicks_b, n_b, alpha)\n"
+            "    return float(result.ci_low), float(result.ci_high)",
+            ["interval equals"],
+            OWN,
+        ),
+    ],
 }
 
 
